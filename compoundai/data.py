@@ -1,0 +1,154 @@
+"""Reading the user's data files: JSONL rows with a field mapping, checked row by row.
+
+Every problem is collected (bad JSON, missing field, unknown label, non-UTF-8 bytes, an empty
+file) with its file and line, so a user fixes them all in one pass instead of one per run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compoundai.errors import Problem
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled case: the input text and the expected output (text, label or JSON)."""
+
+    id: str
+    input: str
+    output: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: str = ""  # "file:line", for error messages and reports
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """A prompt with a chosen and a rejected answer (for DPO and preference accuracy)."""
+
+    id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    source: str = ""
+
+
+def iter_jsonl(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield `(line_number, row)` for each object row; record problems instead of raising.
+
+    Blank lines are skipped. A file that is not UTF-8, not JSONL, or holds no rows adds a
+    problem naming the file (and line) and yields what it can.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problems.append(Problem(f"cannot read file: {exc.strerror}", file=str(path)))
+        return
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        problems.append(
+            Problem(
+                f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                "convert the file to UTF-8",
+                file=str(path),
+                line=line,
+            )
+        )
+        return
+    n_rows = 0
+    for lineno, line_text in enumerate(text.splitlines(), start=1):
+        if not line_text.strip():
+            continue
+        try:
+            row = json.loads(line_text)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(f"invalid JSON: {exc.msg}", file=str(path), line=lineno))
+            continue
+        if not isinstance(row, dict):
+            problems.append(
+                Problem(
+                    f"expected a JSON object, got {type(row).__name__}",
+                    file=str(path),
+                    line=lineno,
+                )
+            )
+            continue
+        n_rows += 1
+        yield lineno, row
+    if n_rows == 0 and not any(p.file == str(path) for p in problems):
+        problems.append(Problem("file holds no rows", file=str(path)))
+
+
+def read_examples(
+    path: Path,
+    input_field: str,
+    output_field: str | dict[str, str] | None,
+    id_field: str | None,
+    problems: list[Problem],
+    labels: set[str] | None = None,
+) -> list[Example]:
+    """Read examples from a JSONL file through a field mapping.
+
+    `output_field` may name one field, or map output keys to fields (a JSON output assembled
+    from several fields, e.g. `{intent: intent, slots: slots}`). With `labels`, an output not
+    in the set is a problem at that line.
+    """
+    examples: list[Example] = []
+    for lineno, row in iter_jsonl(path, problems):
+        where = {"file": str(path), "line": lineno}
+        value = row.get(input_field)
+        if not isinstance(value, str) or not value.strip():
+            found = "missing" if value is None else f"not a non-empty string ({value!r:.40})"
+            problems.append(Problem(f"input field '{input_field}' {found}", **where))  # type: ignore[arg-type]
+            continue
+        output: Any = None
+        if isinstance(output_field, str):
+            if output_field not in row:
+                problems.append(Problem(f"output field '{output_field}' missing", **where))  # type: ignore[arg-type]
+                continue
+            output = row[output_field]
+        elif isinstance(output_field, dict):
+            missing = [f for f in output_field.values() if f not in row]
+            if missing:
+                problems.append(Problem(f"output fields missing: {', '.join(missing)}", **where))  # type: ignore[arg-type]
+                continue
+            output = {key: row[f] for key, f in output_field.items()}
+        if labels is not None and output not in labels:
+            problems.append(
+                Problem(f"unknown label {output!r} (not in the task's label set)", **where)  # type: ignore[arg-type]
+            )
+            continue
+        ex_id = str(row[id_field]) if id_field and id_field in row else f"{path.stem}:{lineno}"
+        meta = {k: v for k, v in row.items() if k not in {input_field, id_field}}
+        examples.append(Example(ex_id, value, output, meta, f"{path}:{lineno}"))
+    return examples
+
+
+def read_preferences(
+    path: Path, fields: dict[str, str], id_field: str | None, problems: list[Problem]
+) -> list[PreferencePair]:
+    """Read prompt/chosen/rejected rows through a field mapping, problems at file:line."""
+    pairs: list[PreferencePair] = []
+    for lineno, row in iter_jsonl(path, problems):
+        values = {}
+        for role in ("prompt", "chosen", "rejected"):
+            name = fields[role]
+            value = row.get(name)
+            if not isinstance(value, str) or not value.strip():
+                problems.append(
+                    Problem(f"{role} field '{name}' missing or empty", file=str(path), line=lineno)
+                )
+                break
+            values[role] = value
+        else:
+            pair_id = (
+                str(row[id_field]) if id_field and id_field in row else f"{path.stem}:{lineno}"
+            )
+            pairs.append(PreferencePair(pair_id, source=f"{path}:{lineno}", **values))
+    return pairs

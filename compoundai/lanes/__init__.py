@@ -1,0 +1,57 @@
+"""Lanes: each builds a `CompoundSystem` for a task. One Protocol, one verb: `build`.
+
+`lanes_for(["prompt", ...])` turns lane names from the CLI or the task file into lane objects.
+A name may stand for several variants (`prompt` is zero-shot and few-shot) so that a report
+compares them on the same cases.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from compoundai.context import RunContext
+from compoundai.errors import LaneNotBuiltError, UserInputError
+from compoundai.lanes.prompt import PromptLane
+from compoundai.router import LANES
+from compoundai.system import CompoundSystem
+from compoundai.task import Task
+
+
+class Lane(Protocol):
+    name: str
+    family: str
+
+    def build(self, task: Task, ctx: RunContext) -> CompoundSystem: ...
+
+
+class NotBuiltLane:
+    """A lane this version cannot build yet; `build` says so plainly."""
+
+    def __init__(self, family: str) -> None:
+        self.name = family
+        self.family = family
+
+    def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
+        raise LaneNotBuiltError(
+            f"the {self.family} lane is not built yet in this version of compoundai",
+            hint="run with --lanes prompt for now",
+        )
+
+
+def lanes_for(names: list[str]) -> list[Lane]:
+    """Lane objects for the given names, in order; unknown names are a user error."""
+    unknown = [n for n in names if n not in LANES]
+    if unknown:
+        raise UserInputError(
+            f"unknown lane(s): {', '.join(unknown)}", hint=f"choose from: {', '.join(LANES)}"
+        )
+    lanes: list[Lane] = []
+    for name in names:
+        if name == "prompt":
+            lanes += [PromptLane(shots=0), PromptLane(shots=5)]
+        else:
+            lanes.append(NotBuiltLane(name))
+    return lanes
+
+
+__all__ = ["Lane", "NotBuiltLane", "PromptLane", "lanes_for"]

@@ -1,0 +1,334 @@
+"""The task file: what the user wants done, with what data, under which constraints.
+
+`TaskSpec` is the pydantic model of the YAML (`extra="forbid"`: a misspelt key is an error,
+not a silent default). `load_task(path)` parses the YAML, validates it, resolves every path
+relative to the YAML file, reads the data files and returns a `Task`. All problems found on
+the way (YAML syntax, schema, missing files, bad JSONL rows, unknown labels) are collected
+into one `UserInputError`, each with its file and line.
+
+    >>> task = load_task("examples/banking77/task.yaml")   # doctest: +SKIP
+    >>> task.spec.output.type, len(task.labels)            # doctest: +SKIP
+    ('labels', 77)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from compoundai.data import Example, PreferencePair, read_examples, read_preferences
+from compoundai.errors import Problem, UserInputError
+
+SPLITS = ("train", "dev", "test")
+KNOWN_METRICS = {
+    "accuracy",
+    "macro_f1",
+    "exact_match",
+    "f1",
+    "json_valid",
+    "schema_adherence",
+    "slot_f1",
+    "preference_accuracy",
+}
+DEFAULT_METRICS = {
+    "labels": ["accuracy", "macro_f1"],
+    "json_schema": ["json_valid", "schema_adherence"],
+    "free_text": ["exact_match", "f1"],
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OutputContract(Strict):
+    """What an answer must look like: free text, one of a label set, or JSON under a schema."""
+
+    type: Literal["free_text", "labels", "json_schema"] = "free_text"
+    labels: list[str] | str | None = Field(
+        None, description="The label set, inline or a path to a JSON list."
+    )
+    schema_: dict[str, Any] | str | None = Field(
+        None, alias="schema", description="A JSON Schema, inline or a path to a .json file."
+    )
+
+
+class SplitFiles(Strict):
+    """JSONL files per split; each split takes one path/glob or a list of them."""
+
+    train: list[str] = Field(default_factory=list)
+    dev: list[str] = Field(default_factory=list)
+    test: list[str] = Field(default_factory=list)
+
+    @field_validator("train", "dev", "test", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class ExampleData(SplitFiles):
+    """Labelled examples in JSONL, with the fields that hold the input and the output."""
+
+    input_field: str = "input"
+    output_field: str | dict[str, str] = "output"
+    id_field: str | None = None
+
+
+class PreferenceData(SplitFiles):
+    """Preference pairs in JSONL: which fields hold the prompt, the chosen and the rejected."""
+
+    prompt_field: str = "prompt"
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+    id_field: str | None = None
+
+
+class Constraints(Strict):
+    """What the deployment allows; the router weighs lanes against these."""
+
+    max_latency_ms: float | None = Field(None, gt=0)
+    budget_usd: float | None = Field(None, ge=0)
+    local_only: bool = False
+    gpu_available: bool | None = None  # None: detect at run time
+    knowledge_freshness: Literal["static", "monthly", "weekly", "daily", "realtime"] = "static"
+
+
+class ModelChoice(Strict):
+    """Which generator and embedder to use: a store name, a Hugging Face id or a local path."""
+
+    generator: str = "smollm2-135m-instruct"
+    embedder: str = "all-minilm-l6-v2"
+    openai_base_url: str | None = None  # set to use an OpenAI-compatible server as generator
+
+
+class EvaluationSettings(Strict):
+    """How `compare` and `run` sample the held-out cases."""
+
+    limit: int | None = Field(None, gt=0, description="Stratified sample of N test cases.")
+    seed: int = 0
+    lanes: list[str] | None = None
+
+
+class TaskSpec(Strict):
+    """The YAML task file, validated."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    instructions: str = Field(min_length=1)
+    output: OutputContract = Field(default_factory=OutputContract)
+    documents: list[str] = Field(default_factory=list)
+    examples: ExampleData | None = None
+    preferences: PreferenceData | None = None
+    constraints: Constraints = Field(default_factory=Constraints)
+    metrics: list[str] = Field(default_factory=list)
+    models: ModelChoice = Field(default_factory=ModelChoice)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+
+
+@dataclass
+class Task:
+    """A loaded task: the validated spec plus its data, read and checked."""
+
+    spec: TaskSpec
+    path: Path
+    labels: list[str] = field(default_factory=list)
+    json_schema: dict[str, Any] | None = None
+    documents: list[Path] = field(default_factory=list)
+    examples: dict[str, list[Example]] = field(default_factory=dict)
+    preferences: dict[str, list[PreferencePair]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def metrics(self) -> list[str]:
+        return self.spec.metrics or DEFAULT_METRICS[self.spec.output.type]
+
+    def split(self, name: str) -> list[Example]:
+        """The examples of one split (empty list when the task has none)."""
+        return self.examples.get(name, [])
+
+
+def load_task(path: str | Path) -> Task:
+    """Parse, validate and load a task file; raise `UserInputError` listing every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"task file not found: {path}", hint="pass the path to a task.yaml")
+    problems: list[Problem] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserInputError([Problem("not UTF-8 text", file=str(path))]) from None
+    try:
+        node = yaml.compose(text)
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        msg = getattr(exc, "problem", None) or str(exc)
+        raise UserInputError([Problem(f"invalid YAML: {msg}", file=str(path), line=line)]) from None
+    if not isinstance(raw, dict):
+        raise UserInputError([Problem("expected a mapping of task settings", file=str(path))])
+    try:
+        spec = TaskSpec.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            problems.append(
+                Problem(
+                    err["msg"],
+                    file=str(path),
+                    line=_line_of(node, loc),
+                    field=".".join(str(p) for p in loc),
+                )
+            )
+        raise UserInputError(problems) from None
+    task = Task(spec=spec, path=path)
+    base = path.parent
+    _load_contract(task, base, problems)
+    _load_documents(task, base, problems)
+    _load_examples(task, base, problems)
+    _load_preferences(task, base, problems)
+    for name in spec.metrics:
+        if name not in KNOWN_METRICS:
+            problems.append(
+                Problem(
+                    f"unknown metric {name!r}; known: {', '.join(sorted(KNOWN_METRICS))}",
+                    file=str(path),
+                    line=_line_of(node, ("metrics",)),
+                    field="metrics",
+                )
+            )
+    if not task.examples and not task.preferences and not task.documents:
+        problems.append(
+            Problem(
+                "the task has no data: give examples, preferences or documents",
+                file=str(path),
+            )
+        )
+    if problems:
+        raise UserInputError(problems)
+    return task
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if getattr(k, "value", None) == key]
+            if not match:
+                return line
+            node = match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+def _resolve(base: Path, pattern: str, problems: list[Problem], what: str) -> list[Path]:
+    full = pattern if Path(pattern).is_absolute() else str(base / pattern)
+    matches = sorted(Path(p) for p in glob.glob(full, recursive=True))
+    if not matches:
+        problems.append(Problem(f"{what} not found: {pattern} (looked in {base})"))
+    return matches
+
+
+def _load_contract(task: Task, base: Path, problems: list[Problem]) -> None:
+    contract = task.spec.output
+    if contract.type == "labels":
+        labels: Any = contract.labels
+        if labels is None:
+            problems.append(Problem("output.type is 'labels' but output.labels is not set"))
+            return
+        if isinstance(labels, str):
+            paths = _resolve(base, labels, problems, "label file")
+            if not paths:
+                return
+            try:
+                labels = json.loads(paths[0].read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                problems.append(
+                    Problem(f"label file is not a JSON list: {exc}", file=str(paths[0]))
+                )
+                return
+        if (
+            not isinstance(labels, list)
+            or not labels
+            or not all(isinstance(x, str) for x in labels)
+        ):
+            problems.append(Problem("output.labels must be a non-empty list of strings"))
+            return
+        if len(set(labels)) != len(labels):
+            problems.append(Problem("output.labels has duplicates"))
+        task.labels = list(labels)
+    elif contract.type == "json_schema":
+        schema: Any = contract.schema_
+        if schema is None:
+            problems.append(Problem("output.type is 'json_schema' but output.schema is not set"))
+            return
+        if isinstance(schema, str):
+            paths = _resolve(base, schema, problems, "schema file")
+            if not paths:
+                return
+            try:
+                schema = json.loads(paths[0].read_text(encoding="utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                problems.append(Problem(f"schema file is not JSON: {exc}", file=str(paths[0])))
+                return
+        if not isinstance(schema, dict):
+            problems.append(Problem("output.schema must be a JSON object"))
+            return
+        task.json_schema = schema
+
+
+def _load_documents(task: Task, base: Path, problems: list[Problem]) -> None:
+    for pattern in task.spec.documents:
+        task.documents += [p for p in _resolve(base, pattern, problems, "documents") if p.is_file()]
+
+
+def _load_examples(task: Task, base: Path, problems: list[Problem]) -> None:
+    data = task.spec.examples
+    if data is None:
+        return
+    labels = set(task.labels) if task.labels else None
+    for split in SPLITS:
+        rows: list[Example] = []
+        for pattern in getattr(data, split):
+            for p in _resolve(base, pattern, problems, f"examples.{split} file"):
+                rows += read_examples(
+                    p, data.input_field, data.output_field, data.id_field, problems, labels
+                )
+        if rows:
+            task.examples[split] = rows
+    if not task.examples.get("test") and not task.examples.get("dev") and not problems:
+        problems.append(
+            Problem("examples need a held-out split (examples.test or examples.dev) to evaluate on")
+        )
+
+
+def _load_preferences(task: Task, base: Path, problems: list[Problem]) -> None:
+    data = task.spec.preferences
+    if data is None:
+        return
+    fields = {
+        "prompt": data.prompt_field,
+        "chosen": data.chosen_field,
+        "rejected": data.rejected_field,
+    }
+    for split in SPLITS:
+        pairs: list[PreferencePair] = []
+        for pattern in getattr(data, split):
+            for p in _resolve(base, pattern, problems, f"preferences.{split} file"):
+                pairs += read_preferences(p, fields, data.id_field, problems)
+        if pairs:
+            task.preferences[split] = pairs

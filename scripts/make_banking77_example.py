@@ -1,0 +1,57 @@
+"""Copy a stratified, seeded slice of ../shared/data/banking77 into examples/banking77/data.
+
+The example must not depend on the shared folder at run time, and test files upstream are
+sorted by label, so every split here takes a fixed number of rows per label, chosen with a
+fixed seed. Re-running this script reproduces the committed files exactly.
+
+    python scripts/make_banking77_example.py [--shared ../shared/data]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+from collections import defaultdict
+from pathlib import Path
+
+
+def per_label(rows: list[dict], n: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        groups[row["label"]].append(row)
+    taken, rest = [], []
+    for label in sorted(groups):
+        members = groups[label][:]
+        rng.shuffle(members)
+        taken += members[:n]
+        rest += members[n:]
+    return taken, rest
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--train-per-label", type=int, default=20)
+    parser.add_argument("--dev-per-label", type=int, default=2)
+    parser.add_argument("--test-per-label", type=int, default=10)
+    args = parser.parse_args()
+    src = args.shared / "banking77"
+    out = Path(__file__).resolve().parent.parent / "examples" / "banking77" / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(77)
+    read = lambda p: [json.loads(x) for x in p.read_text().splitlines() if x.strip()]  # noqa: E731
+    train, rest = per_label(read(src / "train.jsonl"), args.train_per_label, rng)
+    dev, _ = per_label(rest, args.dev_per_label, rng)
+    test, _ = per_label(read(src / "test.jsonl"), args.test_per_label, rng)
+    for name, rows in (("train", train), ("dev", dev), ("test", test)):
+        with (out / f"{name}.jsonl").open("w") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        print(f"{name}: {len(rows)} rows")
+    shutil.copy(src / "labels.json", out / "labels.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The real small models: SmolLM2-135M-Instruct and all-MiniLM-L6-v2 from the model store."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from compoundai.cli import cli
+from compoundai.models import ModelStore
+from tests.conftest import BANKING
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smol(real_ctx):
+    from compoundai.generators.local import LocalGenerator
+
+    return LocalGenerator("smollm2-135m-instruct", ctx=real_ctx)
+
+
+def test_models_pull_is_idempotent_and_listed(real_ctx):
+    store = ModelStore(real_ctx)
+    path = store.pull("smollm2-135m-instruct")
+    assert (path / "model.safetensors").is_file() and (path / "config.json").is_file()
+    assert store.pull("smollm2-135m-instruct") == path  # cached: no second conversion
+    names = {m.name for m in store.list()}
+    assert {"smollm2-135m-instruct"} <= names
+    config = json.loads((path / "config.json").read_text())
+    assert "quantization_config" not in config
+
+
+def test_smollm2_answers_and_scores(smol):
+    answer = smol.generate([[{"role": "user", "content": "What is the capital of France?"}]])
+    assert "Paris" in answer[0].text
+    chat = [
+        {"role": "system", "content": "Answer with one word: yes or no."},
+        {"role": "user", "content": "Is Paris the capital of France?"},
+    ]
+    yes, banana = smol.score(chat, ["Yes", "Banana"])
+    assert yes > banana
+
+
+def test_minilm_embeds_similar_texts_close(real_ctx):
+    from compoundai_retrievers.embedders import SentenceTransformerEmbedder
+
+    emb = SentenceTransformerEmbedder(ctx=real_ctx)
+    v = emb.embed(
+        ["my card has not arrived", "when will my card be delivered", "what is the exchange rate"]
+    )
+    assert v.shape == (3, 384)
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2])
+
+
+def test_cli_run_banking_with_real_models(tmp_path, real_ctx):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--cache-dir",
+            str(real_ctx.cache_dir),
+            "--no-progress",
+            "run",
+            str(BANKING),
+            "-o",
+            str(out),
+            "--lanes",
+            "prompt",
+            "--limit",
+            "12",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    lanes = {lane["name"]: lane for lane in report["lanes"]}
+    few = lanes["prompt/5-shot"]["metrics"]["accuracy"]
+    zero = lanes["prompt/zero-shot"]["metrics"]["accuracy"]
+    # Five nearest neighbours as chat turns, labels chosen by likelihood: far above chance
+    # (1/77) and above zero-shot, on 12 stratified test cases.
+    assert few["value"] >= 0.5
+    assert few["value"] >= zero["value"]
+    assert report["winner"] == "prompt/5-shot"

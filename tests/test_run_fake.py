@@ -1,0 +1,58 @@
+import json
+
+from click.testing import CliRunner
+
+from compoundai.cli import cli
+from compoundai.run import run_task
+from compoundai.task import load_task
+from tests.conftest import BANKING, label_echo_generator
+
+
+def test_run_with_fakes_writes_a_design_conformant_report(fake_ctx, tmp_path):
+    task = load_task(BANKING)
+    fake_ctx.clients["generator"] = label_echo_generator(task.labels)
+    out = tmp_path / "out"
+    report = run_task(task, out, limit=77, ctx=fake_ctx)
+
+    data = json.loads((out / "report.json").read_text())
+    assert {"task", "decision", "lanes", "winner", "router_correct"} <= set(data)
+    assert data["decision"]["plan"] == "sft"
+    by_name = {lane["name"]: lane for lane in data["lanes"]}
+    assert set(by_name) == {"prompt/zero-shot", "prompt/5-shot", "rag", "finetune", "compound"}
+    ok = by_name["prompt/5-shot"]
+    assert ok["status"] == "ok" and ok["n_cases"] == 77
+    acc = ok["metrics"]["accuracy"]
+    assert acc["ci_low"] <= acc["value"] <= acc["ci_high"]
+    assert set(ok["latency_ms"]) == {"p50", "p95"}
+    assert ok["cost"]["prompt_tokens"] > 0
+    assert by_name["rag"]["status"] == "not_built"
+    assert "not built yet" in by_name["rag"]["message"]
+    # finetune was ranked first but is not built: the router cannot be judged yet
+    assert data["router_correct"] is None and "not evaluated" in data["router_note"]
+    assert report.winner in {"prompt/zero-shot", "prompt/5-shot"}
+    assert (
+        "| prompt/5-shot |" in (out / "report.md").read_text()
+        or "**prompt/5-shot**" in (out / "report.md").read_text()
+    )
+    rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 77 and {"lane", "id", "input", "reference", "output"} <= set(rows[0])
+    # stratified: 77 cases, one per label
+    assert len({r["reference"] for r in rows if r["lane"] == "prompt/5-shot"}) == 77
+
+
+def test_same_cases_and_prompts_for_every_lane(fake_ctx, tmp_path):
+    task = load_task(BANKING)
+    gen = label_echo_generator(task.labels)
+    fake_ctx.clients["generator"] = gen
+    run_task(task, tmp_path / "o", lanes=["prompt"], limit=20, ctx=fake_ctx)
+    queries = [c[-1]["content"] for c in gen.calls]
+    assert queries[:20] == queries[20:40]
+
+
+def test_cli_compare_unknown_lane_is_a_user_error(tmp_path):
+    result = CliRunner().invoke(
+        cli, ["compare", str(BANKING), "-o", str(tmp_path / "o"), "--lanes", "prompt,telepathy"]
+    )
+    assert result.exit_code == 2
+    assert "unknown lane" in result.output
+    assert not (tmp_path / "o").exists()
