@@ -1,3 +1,4 @@
+from compoundai.data import Example
 from compoundai_evaluators.compare import sample_cases
 from compoundai_evaluators.metrics import (
     accuracy,
@@ -8,8 +9,6 @@ from compoundai_evaluators.metrics import (
     token_f1,
 )
 from compoundai_evaluators.stats import bootstrap_indices, interval
-
-from compoundai.data import Example
 
 
 def test_accuracy_and_macro_f1_hand_worked():
