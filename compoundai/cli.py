@@ -163,6 +163,32 @@ def _report_options(default_lanes: str | None, lanes_help: str) -> Callable[[F],
 
     def decorate(fn: F) -> F:
         fn = click.option(
+            "--max-forgetting",
+            type=float,
+            default=0.10,
+            show_default=True,
+            help="Release gate: the most general-text perplexity may rise (0.10 = 10%).",
+        )(fn)
+        fn = click.option(
+            "--general-text",
+            type=click.Path(path_type=Path, exists=True, dir_okay=False),
+            help="Text file for general-text perplexity of local lanes (forgetting).",
+        )(fn)
+        fn = click.option(
+            "--judge-base-url", help="OpenAI-compatible endpoint of the judge [default: OpenAI]."
+        )(fn)
+        fn = click.option(
+            "--judge-model", help="Grade answers with this LLM judge too (off by default)."
+        )(fn)
+        fn = click.option(
+            "--prices",
+            type=click.Path(path_type=Path, exists=True, dir_okay=False),
+            help="Price table (YAML/JSON) for the $ estimates [default: local compute $0.10/h].",
+        )(fn)
+        fn = click.option(
+            "--no-cache", is_flag=True, help="Regenerate every answer (ignore OUT_DIR/cache)."
+        )(fn)
+        fn = click.option(
             "--limit", type=int, help="Evaluate a label-stratified sample of N held-out cases."
         )(fn)
         fn = click.option(
@@ -177,7 +203,7 @@ def _report_options(default_lanes: str | None, lanes_help: str) -> Callable[[F],
             "out_dir",
             type=click.Path(path_type=Path),
             required=True,
-            help="Directory for report.json, report.md and predictions.jsonl.",
+            help="Directory for report.json, report.md, report.html and predictions.jsonl.",
         )(fn)
         return click.argument("task_file", type=click.Path(path_type=Path))(fn)
 
@@ -189,10 +215,10 @@ def _report_options(default_lanes: str | None, lanes_help: str) -> Callable[[F],
 @click.pass_obj
 @_errors_to_exit_codes
 def run(
-    obj: dict[str, Any], task_file: Path, out_dir: Path, lanes: str | None, limit: int | None
+    obj: dict[str, Any], task_file: Path, out_dir: Path, lanes: str | None, **options: Any
 ) -> None:
     """The main job: decide, build and compare every lane on TASK_FILE; write the report."""
-    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), limit)
+    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), **options)
 
 
 @cli.command()
@@ -200,31 +226,86 @@ def run(
 @click.pass_obj
 @_errors_to_exit_codes
 def compare(
-    obj: dict[str, Any], task_file: Path, out_dir: Path, lanes: str, limit: int | None
+    obj: dict[str, Any], task_file: Path, out_dir: Path, lanes: str, **options: Any
 ) -> None:
-    """Compare the given lanes on the same held-out cases of TASK_FILE."""
-    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), limit)
+    """Compare the given lanes on the same held-out cases of TASK_FILE.
+
+    Writes report.json (the source of truth), report.md, report.html (plots, no network
+    needed) and predictions.jsonl. Answers are cached in OUT_DIR/cache, so a re-run only
+    generates what changed.
+    """
+    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), **options)
 
 
 def _run_and_print(
-    obj: dict[str, Any], task_file: Path, out_dir: Path, lanes: list[str] | None, limit: int | None
+    obj: dict[str, Any],
+    task_file: Path,
+    out_dir: Path,
+    lanes: list[str] | None,
+    *,
+    limit: int | None,
+    no_cache: bool,
+    prices: Path | None,
+    judge_model: str | None,
+    judge_base_url: str | None,
+    general_text: Path | None,
+    max_forgetting: float,
 ) -> None:
     from compoundai.run import run_task
 
-    report = run_task(task_file, out_dir, lanes=lanes, limit=limit, ctx=_ctx(obj))
+    judge = None
+    if judge_model:
+        from compoundai_evaluators import LLMJudge
+
+        judge = LLMJudge(judge_model, base_url=judge_base_url)
+    report = run_task(
+        task_file,
+        out_dir,
+        lanes=lanes,
+        limit=limit,
+        ctx=_ctx(obj),
+        cache=not no_cache,
+        prices=prices,
+        judge=judge,
+        general_text=general_text,
+        max_forgetting=max_forgetting,
+    )
     click.echo(f"plan: {report.decision['plan']}")
     for lane in report.lanes:
         if lane.status != "ok":
             click.echo(f"  {lane.name:<18} {lane.status}: {lane.message}")
             continue
-        m = lane.metrics[report.primary_metric]
+        m = lane.metrics.get(report.primary_metric)
+        score = f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]" if m else "n/a"
+        p50 = f"  p50 {lane.latency_ms.p50:.0f} ms" if lane.latency_ms else ""
+        click.echo(f"  {lane.name:<18} {report.primary_metric} {score}{p50}")
+    if report.verdict and report.verdict.tied_with_winner:
         click.echo(
-            f"  {lane.name:<18} {report.primary_metric} {m.value:.3f} "
-            f"[{m.ci_low:.3f}, {m.ci_high:.3f}]  p50 {lane.latency_ms.p50:.0f} ms"
-            if lane.latency_ms
-            else ""
+            f"  tied with the winner: {', '.join(report.verdict.tied_with_winner)} "
+            f"(cheapest: {report.verdict.cheapest_equivalent})"
         )
-    click.echo(f"winner: {report.winner}; report: {out_dir / 'report.md'}")
+    click.echo(f"winner: {report.winner}; report: {out_dir / 'report.html'}")
+
+
+@cli.command("report")
+@click.argument("report_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@_errors_to_exit_codes
+def report_cmd(report_dir: Path) -> None:
+    """Render report.md and report.html again from REPORT_DIR/report.json."""
+    from pydantic import ValidationError
+
+    from compoundai.errors import UserInputError
+    from compoundai_evaluators import load_report, write_reports
+
+    try:
+        report = load_report(report_dir)
+    except (OSError, ValidationError) as exc:
+        raise UserInputError(
+            f"cannot read {report_dir / 'report.json'}: {exc}".split("\n")[0],
+            hint="point at a directory written by `compoundai compare` or `compoundai run`",
+        ) from None
+    written = write_reports(report, report_dir)
+    click.echo(f"{written['md']}\n{written['html']}")
 
 
 def main() -> None:

@@ -2,12 +2,12 @@
 
 `run_task` is what `compoundai run` and `compoundai compare` call. The task file is loaded and
 validated before anything is written, so a bad task leaves no partial output; the report files
-are written together at the end.
+are written together at the end. Measuring and judging live in `compoundai_evaluators`
+(`compare`, `decide_verdict`, `write_reports`); this module only wires the task to them.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from datetime import datetime, timezone
@@ -40,19 +40,42 @@ def run_task(
     lanes: list[str] | None = None,
     limit: int | None = None,
     ctx: RunContext | None = None,
+    cache: bool = True,
+    prices: Any = None,
+    judge: Any = None,
+    general_text: str | Path | None = None,
+    max_forgetting: float = 0.10,
 ) -> Any:
-    """Decide, build and compare; write `report.json`, `report.md`, `predictions.jsonl`.
+    """Decide, build and compare; write report.json, report.md, report.html, predictions.jsonl.
+
+    Answers are cached under `OUT_DIR/cache/` (`cache=False` to regenerate everything);
+    `prices` is a `PriceTable` or a path to one; `judge` an `LLMJudge`; `general_text` a text
+    file for the general-text perplexity of local lanes (forgetting).
 
     >>> task = "examples/banking77/task.yaml"
     >>> report = run_task(task, "out", lanes=["prompt"], limit=20)  # doctest: +SKIP
     >>> report.winner  # doctest: +SKIP
     'prompt/5-shot'
     """
-    from compoundai_evaluators import Report, compare, render_markdown, sample_cases
+    from compoundai_evaluators import (
+        OutputCache,
+        PriceTable,
+        Report,
+        compare,
+        decide_verdict,
+        load_prices,
+        local_perplexity_hook,
+        sample_cases,
+        write_reports,
+    )
+    from compoundai_evaluators.report import LaneResult
 
     ctx = ctx or RunContext()
     if not isinstance(task, Task):
         task = load_task(task)
+    if prices is not None and not isinstance(prices, PriceTable):
+        prices = load_prices(prices)
+    prices = prices or PriceTable()
     spec = task.spec
     names = lanes or spec.evaluation.lanes or list(LANES)
     lane_objs = lanes_for(names)  # unknown lane names fail here, before any work
@@ -66,13 +89,12 @@ def run_task(
     limit = limit or spec.evaluation.limit
     stratify = spec.output.type == "labels"
     cases = sample_cases(held_out, limit, spec.evaluation.seed, stratify)
+    pairs = task.preferences.get("test") or task.preferences.get("dev") or []
 
     task_profile = profile(task, ctx)
     decision = Router().decide(task_profile)
 
     systems, results_skipped = [], []
-    from compoundai_evaluators.report import LaneResult
-
     for lane in lane_objs:
         started = time.perf_counter()
         try:
@@ -91,22 +113,31 @@ def run_task(
         system.info["build_seconds"] = round(time.perf_counter() - started, 2)
         systems.append(system)
 
-    results = compare(systems, cases, task.metrics, seed=spec.evaluation.seed)
-    for system, result in zip(systems, results, strict=True):
-        result.cost["build_seconds"] = system.info.get("build_seconds", 0.0)
-    all_results = results + results_skipped
+    comparison = compare(
+        systems,
+        cases,
+        task.metrics,
+        seed=spec.evaluation.seed,
+        json_schema=task.json_schema,
+        cache=OutputCache(Path(out_dir) / "cache") if cache else None,
+        preferences=pairs,
+        judge=judge,
+        prices=prices,
+        perplexity=local_perplexity_hook(general_text) if general_text else None,
+        progress=ctx.progress,
+    )
+    all_results = comparison.lanes + results_skipped
 
     primary = task.metrics[0]
-    scored = [r for r in all_results if r.status == "ok"]
-    winner = None
-    if scored:
-        best = max(
-            scored,
-            key=lambda r: (r.metrics[primary].value, -(r.latency_ms.p50 if r.latency_ms else 0)),
-        )
-        winner = best.name
-    router_correct, note = _judge_router(decision.top_lane, winner, all_results)
-
+    constraints = spec.constraints.model_dump()
+    verdict = decide_verdict(
+        all_results,
+        comparison.differences,
+        primary,
+        decision.top_lane,
+        constraints,
+        max_forgetting=max_forgetting,
+    )
     sampling = f"{len(cases)} of {len(held_out)} cases, seed {spec.evaluation.seed}" + (
         ", stratified by label" if stratify and limit else ""
     )
@@ -117,9 +148,14 @@ def run_task(
         profile=task_profile.model_dump(),
         lanes=all_results,
         primary_metric=primary,
-        winner=winner,
-        router_correct=router_correct,
-        router_note=note,
+        winner=verdict.overall,
+        router_correct=verdict.router.correct,
+        router_note=verdict.router.note,
+        comparisons=comparison.differences,
+        verdict=verdict,
+        metric_descriptions=comparison.descriptions,
+        constraints=constraints,
+        prices=prices.model_dump(),
         cases={
             "split": split,
             "n": len(cases),
@@ -128,36 +164,10 @@ def run_task(
             "seed": spec.evaluation.seed,
             "stratified": bool(stratify and limit),
             "sampling": sampling,
+            "preference_pairs": len(pairs),
         },
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         versions=versions(),
     )
-    _write(Path(out_dir), report, render_markdown(report), predictions)
+    write_reports(report, out_dir, predictions)
     return report
-
-
-def _judge_router(top: str, winner: str | None, results: list[Any]) -> tuple[bool | None, str]:
-    families = {r.name: r.family for r in results}
-    evaluated = {r.family for r in results if r.status == "ok"}
-    if winner is None:
-        return None, "No lane was evaluated."
-    if top not in evaluated:
-        return None, (
-            f"The router ranked `{top}` first, but that lane was not evaluated in "
-            "this run, so its prediction cannot be checked yet."
-        )
-    ok = families[winner] == top
-    return ok, f"The router ranked `{top}` first; the measured winner is `{winner}`."
-
-
-def _write(out: Path, report: Any, markdown: str, predictions: dict[str, list[Any]]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = {name: out / f".{name}.tmp" for name in ("report.json", "report.md", "predictions.jsonl")}
-    tmp["report.json"].write_text(report.model_dump_json(indent=2) + "\n")
-    tmp["report.md"].write_text(markdown)
-    with tmp["predictions.jsonl"].open("w") as fh:
-        for lane, rows in predictions.items():
-            for row in rows:
-                fh.write(json.dumps({"lane": lane, **row}, ensure_ascii=False, default=str) + "\n")
-    for name, path in tmp.items():
-        path.replace(out / name)

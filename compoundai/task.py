@@ -35,6 +35,11 @@ KNOWN_METRICS = {
     "schema_adherence",
     "slot_f1",
     "preference_accuracy",
+    "mrr",
+    "recall_at_5",
+    "recall_at_10",
+    "abstention_accuracy",
+    "groundedness",
 }
 DEFAULT_METRICS = {
     "labels": ["accuracy", "macro_f1"],

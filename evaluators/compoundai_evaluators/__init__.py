@@ -1,7 +1,41 @@
-"""compoundai_evaluators: metrics, the lane-comparison runner, statistics and reports."""
+"""compoundai_evaluators: metrics, the lane-comparison runner, statistics, verdict and reports.
 
-from compoundai_evaluators.compare import compare, sample_cases
-from compoundai_evaluators.metrics import METRICS
-from compoundai_evaluators.report import LaneResult, Report, render_markdown
+compare(systems, cases, metrics) -> Comparison     every lane on the same cases
+decide_verdict(lanes, differences, ...) -> Verdict  winners, router check, release gate
+write_reports(report, out_dir)                      report.json, report.md, report.html
+"""
 
-__all__ = ["METRICS", "LaneResult", "Report", "compare", "render_markdown", "sample_cases"]
+from compoundai_evaluators.cache import OutputCache, fingerprint
+from compoundai_evaluators.compare import Comparison, compare, sample_cases
+from compoundai_evaluators.cost import PriceTable, TokenPrice, load_prices
+from compoundai_evaluators.html import render_html
+from compoundai_evaluators.judge import LLMJudge
+from compoundai_evaluators.markdown import render_markdown
+from compoundai_evaluators.metrics import METRICS, Metric, Row, resolve_metrics
+from compoundai_evaluators.probes import local_perplexity_hook
+from compoundai_evaluators.report import LaneResult, Report, load_report, write_reports
+from compoundai_evaluators.verdict import decide_verdict
+
+__all__ = [
+    "METRICS",
+    "Comparison",
+    "LLMJudge",
+    "LaneResult",
+    "Metric",
+    "OutputCache",
+    "PriceTable",
+    "Report",
+    "Row",
+    "TokenPrice",
+    "compare",
+    "decide_verdict",
+    "fingerprint",
+    "load_prices",
+    "load_report",
+    "local_perplexity_hook",
+    "render_html",
+    "render_markdown",
+    "resolve_metrics",
+    "sample_cases",
+    "write_reports",
+]

@@ -2,8 +2,10 @@
 
 `sample_cases` draws `--limit N` cases with a fixed seed, stratified by label when the task
 has labels (test files are often sorted by label, so the first N rows would cover only a few
-classes). Each lane answers all cases in one `batch` call; metrics get paired bootstrap
-intervals from indices shared across lanes.
+classes). Each lane answers, in one `batch` call, the cases the output cache does not already
+hold for it; a lane that fails is recorded, not fatal (DSPy's BetterTogether does the same).
+Every metric is bootstrapped with one set of resample counts shared by all lanes, so each
+lane-vs-lane difference gets a paired interval, and per-case scores give the flips.
 """
 
 from __future__ import annotations
@@ -12,12 +14,37 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import combinations
 from typing import Any
 
-from compoundai.data import Example
-from compoundai_evaluators.metrics import METRICS
-from compoundai_evaluators.report import LaneResult, Latency, MetricValue
-from compoundai_evaluators.stats import bootstrap_indices, interval, percentile
+import numpy as np
+
+from compoundai.data import Example, PreferencePair
+from compoundai_evaluators.cache import OutputCache, fingerprint, prompt_keys
+from compoundai_evaluators.cost import PriceTable, lane_cost, throughput, training_of
+from compoundai_evaluators.metrics import DIAGNOSTICS, Metric, Row, resolve_metrics
+from compoundai_evaluators.metrics.base import MeanMetric
+from compoundai_evaluators.probes import PerplexityHook, forgetting_of, preference_accuracy
+from compoundai_evaluators.report import Difference, Forgetting, LaneResult, Latency, MetricValue
+from compoundai_evaluators.stats import (
+    Estimate,
+    bootstrap_counts,
+    difference_interval,
+    flips,
+    metric_interval,
+    percentile,
+)
+
+
+def _scored_elsewhere(row: Row) -> None:
+    return None  # preference accuracy is measured on pairs by `probes`, not on cases
+
+
+PREFERENCE = MeanMetric(
+    "preference_accuracy", "chosen answer more likely than rejected", _scored_elsewhere
+)
+SHOWN_FLIPS = 10
 
 
 def sample_cases(
@@ -51,21 +78,83 @@ def sample_cases(
     return [cases[i] for i in chosen]
 
 
+@dataclass
+class Comparison:
+    """What `compare` measured: one result per lane, and every paired difference."""
+
+    lanes: list[LaneResult]
+    differences: list[Difference]
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Scored:
+    """One lane's per-case statistics, kept for the pairwise step."""
+
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _estimate(e: Estimate, n: int) -> MetricValue:
+    low = e.ci_low if np.isfinite(e.ci_low) else e.value
+    high = e.ci_high if np.isfinite(e.ci_high) else e.value
+    return MetricValue(value=e.value, ci_low=low, ci_high=high, n=n)
+
+
+def _answer(system: Any, cases: Sequence[Example], cache: OutputCache | None) -> tuple[list, int]:
+    """The system's answers to every case, from the cache where possible; `(answers, cached)`."""
+    if cache is None:
+        return list(system.batch([c.input for c in cases])), 0
+    keys, fp = prompt_keys(system, cases), fingerprint(system)
+    found = cache.get(fp, keys)
+    missing = [i for i, k in enumerate(keys) if k not in found]
+    if missing:
+        fresh = system.batch([cases[i].input for i in missing])
+        new = {keys[i]: a for i, a in zip(missing, fresh, strict=True)}
+        cache.put(fp, new)
+        found.update(new)
+    return [found[k] for k in keys], len(cases) - len(missing)
+
+
 def compare(
     systems: Sequence[Any],
     cases: Sequence[Example],
-    metrics: Sequence[str],
+    metrics: Sequence[str | Metric],
     seed: int = 0,
     resamples: int = 1000,
-) -> list[LaneResult]:
-    """Run each system on every case and score it; a failing system is recorded, not fatal."""
-    references = [c.output for c in cases]
-    indices = bootstrap_indices(len(cases), resamples, seed)
-    results = []
-    for system in systems:
+    *,
+    level: float = 0.95,
+    json_schema: dict[str, Any] | None = None,
+    diagnostics: bool = True,
+    cache: OutputCache | None = None,
+    preferences: Sequence[PreferencePair] = (),
+    judge: Metric | None = None,
+    prices: PriceTable | None = None,
+    perplexity: PerplexityHook | None = None,
+    progress: bool = False,
+) -> Comparison:
+    """Run each system on every case, score it, and compare every pair of lanes.
+
+    >>> comparison = compare([zero_shot, five_shot], cases, ["accuracy"])  # doctest: +SKIP
+    >>> [(d.a, d.b, round(d.value, 3)) for d in comparison.differences]    # doctest: +SKIP
+    [('prompt/zero-shot', 'prompt/5-shot', -0.31)]
+    """
+    requested = [m for m in metrics if not isinstance(m, str)]
+    requested += resolve_metrics([m for m in metrics if isinstance(m, str)], json_schema)
+    extra = resolve_metrics([d for d in DIAGNOSTICS if diagnostics], json_schema)
+    extra = [m for m in extra if m.name not in {r.name for r in requested}]
+    if judge is not None:
+        requested.append(judge)
+    all_metrics = requested + extra
+    counts = bootstrap_counts(len(cases), resamples, seed)
+    pair_counts = bootstrap_counts(len(preferences), resamples, seed + 1)
+
+    results: list[LaneResult] = []
+    scored: dict[str, _Scored] = {}
+    for system in _progress(systems, progress):
         started = time.perf_counter()
         try:
-            answers = system.batch([c.input for c in cases])
+            answers, n_cached = _answer(system, cases, cache)
         except Exception as exc:  # recorded in the report, as DSPy's BetterTogether does
             results.append(
                 LaneResult(
@@ -76,37 +165,132 @@ def compare(
                 )
             )
             continue
-        elapsed = time.perf_counter() - started
-        outputs = [a.output for a in answers]
-        scored = {}
-        for name in metrics:
-            value, low, high = interval(METRICS[name], outputs, references, indices)
-            scored[name] = MetricValue(value=value, ci_low=low, ci_high=high)
-        latencies = [a.latency_ms for a in answers]
-        results.append(
-            LaneResult(
-                name=system.name,
-                family=system.lane,
-                n_cases=len(cases),
-                metrics=scored,
-                latency_ms=Latency(p50=percentile(latencies, 50), p95=percentile(latencies, 95)),
-                cost={
-                    "prompt_tokens": float(sum(a.prompt_tokens for a in answers)),
-                    "completion_tokens": float(sum(a.completion_tokens for a in answers)),
-                    "eval_seconds": round(elapsed, 2),
-                },
-                info={
-                    "predictions": [
-                        {
-                            "id": c.id,
-                            "input": c.input,
-                            "reference": c.output,
-                            "output": a.output,
-                            "text": a.text,
-                        }
-                        for c, a in zip(cases, answers, strict=True)
-                    ]
-                },
+        wall = time.perf_counter() - started
+        rows = [
+            Row(c.id, c.input, c.output, a.output, a.text, c.meta, a.extra)
+            for c, a in zip(cases, answers, strict=True)
+        ]
+        lane = _Scored()
+        values: dict[str, MetricValue] = {}
+        for metric in all_metrics:
+            stats, scores = metric.stats(rows), metric.case_scores(rows)
+            defined = int((~np.isnan(scores)).sum())
+            if defined == 0:
+                continue  # e.g. retrieval metrics for a lane that does not retrieve
+            lane.stats[metric.name], lane.scores[metric.name] = stats, scores
+            values[metric.name] = _estimate(metric_interval(metric, stats, counts, level), defined)
+        if preferences and (pref := preference_accuracy(system, preferences)) is not None:
+            stats = np.stack([pref, np.ones_like(pref)], axis=-1)
+            lane.stats[PREFERENCE.name], lane.scores[PREFERENCE.name] = stats, pref
+            estimate = metric_interval(PREFERENCE, stats, pair_counts, level)
+            values[PREFERENCE.name] = _estimate(estimate, len(pref))
+        scored[system.name] = lane
+        results.append(_lane_result(system, cases, answers, rows, values, n_cached, wall, prices))
+        result = results[-1]
+        if (record := forgetting_of(system)) is not None:
+            result.forgetting = Forgetting(**record)
+        if perplexity is not None:
+            result.general_perplexity = perplexity(system)
+
+    metric_by_name = {m.name: m for m in [*all_metrics, PREFERENCE]}
+    differences = []
+    ids = [c.id for c in cases]
+    # Later lanes (more elaborate, costlier) first: "finetune - prompt" reads as what it adds.
+    for b, a in combinations([r.name for r in results if r.status == "ok"], 2):
+        for name in metric_by_name:
+            if name not in scored[a].stats or name not in scored[b].stats:
+                continue
+            metric = metric_by_name[name]
+            shared = pair_counts if name == PREFERENCE.name else counts
+            diff, p_value = difference_interval(
+                metric, scored[a].stats[name], scored[b].stats[name], shared, level
             )
-        )
-    return results
+            f = flips(scored[a].scores[name], scored[b].scores[name])
+            named = ids if name != PREFERENCE.name else [pair.id for pair in preferences]
+            differences.append(
+                Difference(
+                    a=a,
+                    b=b,
+                    metric=name,
+                    value=diff.value,
+                    ci_low=diff.ci_low if np.isfinite(diff.ci_low) else diff.value,
+                    ci_high=diff.ci_high if np.isfinite(diff.ci_high) else diff.value,
+                    p_a_not_better=p_value if np.isfinite(p_value) else 1.0,
+                    a_better=len(f.a_better),
+                    b_better=len(f.b_better),
+                    compared=f.compared,
+                    a_better_ids=[named[i] for i in f.a_better[:SHOWN_FLIPS]],
+                    b_better_ids=[named[i] for i in f.b_better[:SHOWN_FLIPS]],
+                )
+            )
+    reported = {name for r in results for name in r.metrics}
+    descriptions = {m.name: m.description for m in metric_by_name.values() if m.name in reported}
+    return Comparison(results, differences, descriptions)
+
+
+def _lane_result(
+    system: Any,
+    cases: Sequence[Example],
+    answers: Sequence[Any],
+    rows: Sequence[Row],
+    values: dict[str, MetricValue],
+    n_cached: int,
+    wall: float,
+    prices: PriceTable | None,
+) -> LaneResult:
+    latencies = [float(a.latency_ms) for a in answers]
+    # Inference time is the sum of per-case latencies, so cached answers keep their cost.
+    inference_s = sum(latencies) / 1000
+    prompt_tokens = sum(int(a.prompt_tokens) for a in answers)
+    completion_tokens = sum(int(a.completion_tokens) for a in answers)
+    info = getattr(system, "info", {}) or {}
+    generator = getattr(system, "generator", None)
+    gen_name = str(getattr(generator, "name", ""))
+    remote = bool(info.get("remote", getattr(generator, "base_url", None) is not None))
+    train_s, train_tokens = training_of(info)
+    cost = lane_cost(
+        generator=gen_name,
+        remote=remote,
+        n_cases=len(cases),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        inference_seconds=inference_s,
+        build_seconds=float(info.get("build_seconds", 0.0)),
+        train_seconds=train_s,
+        train_tokens=train_tokens,
+        prices=prices,
+    )
+    cost["eval_seconds"] = round(wall, 2)
+    predictions = [
+        {
+            "id": r.id,
+            "input": r.input,
+            "reference": r.reference,
+            "output": r.prediction,
+            "text": r.text,
+            "latency_ms": round(a.latency_ms, 2),
+            **({"extra": a.extra} if a.extra else {}),
+        }
+        for r, a in zip(rows, answers, strict=True)
+    ]
+    return LaneResult(
+        name=system.name,
+        family=system.lane,
+        n_cases=len(cases),
+        metrics=values,
+        latency_ms=Latency(p50=percentile(latencies, 50), p95=percentile(latencies, 95)),
+        cost=cost,
+        throughput=throughput(len(cases), completion_tokens, inference_s),
+        generator=gen_name,
+        remote=remote,
+        cached=n_cached,
+        info={"predictions": predictions},
+    )
+
+
+def _progress(systems: Sequence[Any], show: bool) -> Any:
+    if not show or len(systems) < 2:
+        return systems
+    from tqdm.auto import tqdm
+
+    return tqdm(systems, desc="compare lanes", unit="lane")

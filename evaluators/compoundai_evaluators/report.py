@@ -1,10 +1,19 @@
-"""The report: `report.json` is the source of truth (pydantic); `report.md` is rendered from it.
+"""The report: `report.json` is the source of truth (pydantic); Markdown and HTML render from it.
 
-Field names follow DESIGN.md "Machine-readable outputs" and may grow, never be renamed.
+Field names follow DESIGN.md "Machine-readable outputs" and may grow, never be renamed:
+`task`, `decision`, `lanes[].name`, `lanes[].metrics[<metric>].{value,ci_low,ci_high}`,
+`lanes[].latency_ms.{p50,p95}`, `lanes[].cost`, `winner`, `router_correct`. Everything else
+(pairwise differences, flips, the verdict, the price table) was added around them.
+
+`write_reports(report, out_dir)` writes report.json, report.md and report.html together
+(temporary files, then renames), and `load_report(path)` reads a saved report back, so the
+Markdown and HTML can be rendered again without running anything.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,11 +27,19 @@ class MetricValue(Strict):
     value: float
     ci_low: float
     ci_high: float
+    n: int | None = None  # cases (or pairs) the metric was defined on
 
 
 class Latency(Strict):
     p50: float
     p95: float
+
+
+class Forgetting(Strict):
+    perplexity_before: float
+    perplexity_after: float
+    ratio: float
+    source: str = "training manifest"
 
 
 class LaneResult(Strict):
@@ -34,7 +51,70 @@ class LaneResult(Strict):
     metrics: dict[str, MetricValue] = Field(default_factory=dict)
     latency_ms: Latency | None = None
     cost: dict[str, float] = Field(default_factory=dict)
+    throughput: dict[str, float] = Field(default_factory=dict)
+    generator: str = ""
+    remote: bool = False
+    cached: int = 0  # answers taken from the cache instead of generated
+    forgetting: Forgetting | None = None
+    general_perplexity: float | None = None
     info: dict[str, Any] = Field(default_factory=dict)
+
+
+class Difference(Strict):
+    """Lane `a` minus lane `b` on one metric, paired over the same cases, with flips."""
+
+    a: str
+    b: str
+    metric: str
+    value: float
+    ci_low: float
+    ci_high: float
+    p_a_not_better: float  # share of resamples where a <= b
+    a_better: int  # cases where a scored higher than b (a right, b wrong for 0/1 metrics)
+    b_better: int
+    compared: int
+    a_better_ids: list[str] = Field(default_factory=list)  # the first few, for reading
+    b_better_ids: list[str] = Field(default_factory=list)
+
+    @property
+    def significant(self) -> bool:
+        return self.ci_low > 0 or self.ci_high < 0
+
+
+class MetricWinner(Strict):
+    metric: str
+    lane: str
+    value: float
+    runner_up: str | None = None
+    clear: bool = False  # the paired interval against the runner-up excludes zero
+    note: str = ""
+
+
+class RouterCheck(Strict):
+    predicted: str
+    measured: str | None
+    correct: bool | None
+    note: str
+
+
+class GateResult(Strict):
+    lane: str
+    ships: bool
+    reasons: list[str]
+
+
+class Verdict(Strict):
+    primary_metric: str
+    overall: str | None
+    overall_note: str
+    eligible: list[str]
+    excluded: dict[str, str] = Field(default_factory=dict)  # lane -> constraint it breaks
+    tied_with_winner: list[str] = Field(default_factory=list)
+    cheapest_equivalent: str | None = None
+    per_metric: list[MetricWinner] = Field(default_factory=list)
+    router: RouterCheck
+    release: list[GateResult] = Field(default_factory=list)
+    max_forgetting: float = 0.10
 
 
 class Report(Strict):
@@ -46,65 +126,66 @@ class Report(Strict):
     winner: str | None
     router_correct: bool | None
     router_note: str = ""
+    comparisons: list[Difference] = Field(default_factory=list)
+    verdict: Verdict | None = None
+    metric_descriptions: dict[str, str] = Field(default_factory=dict)
+    constraints: dict[str, Any] = Field(default_factory=dict)
+    prices: dict[str, Any] = Field(default_factory=dict)
     cases: dict[str, Any] = Field(default_factory=dict)
     created: str = ""
     versions: dict[str, str] = Field(default_factory=dict)
 
+    def lane(self, name: str) -> LaneResult:
+        return next(r for r in self.lanes if r.name == name)
 
-def _fmt(m: MetricValue) -> str:
-    return f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"
+    def metric_names(self) -> list[str]:
+        """Every metric some lane has, the primary one first."""
+        names = {m for lane in self.lanes for m in lane.metrics}
+        return sorted(names, key=lambda m: (m != self.primary_metric, m))
 
 
-def render_markdown(report: Report) -> str:
-    """A readable summary: decision, one table of lanes, verdict."""
-    lines = [f"# compoundai report: {report.task}", ""]
-    d = report.decision
-    lines += [f"**Router's plan:** `{d['plan']}`  ", ""]
-    lines += ["| rank | lane | score |", "|---|---|---|"]
-    lines += [f"| {i} | {r['lane']} | {r['score']} |" for i, r in enumerate(d["ranked"], 1)]
-    lines += ["", "Reasons:", ""]
-    lines += [
-        f"- **{r['lane']}** ({r['signal']} = {r['value']}): {r['text']}" for r in d["reasons"]
-    ]
-    c = report.cases
-    lines += [
-        "",
-        f"## Lanes on the same {c.get('n', '?')} held-out cases",
-        "",
-        f"Split `{c.get('split')}`, {c.get('sampling', '')}; "
-        "95% paired-bootstrap intervals in brackets.",
-        "",
-    ]
-    metric_names = sorted(
-        {m for lane in report.lanes for m in lane.metrics},
-        key=lambda m: (m != report.primary_metric, m),
-    )
-    head = ["lane", *metric_names, "latency p50 / p95 (ms)", "prompt tokens / case", "status"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for lane in report.lanes:
-        cells = [f"**{lane.name}**" if lane.name == report.winner else lane.name]
-        cells += [_fmt(lane.metrics[m]) if m in lane.metrics else "-" for m in metric_names]
-        lat = lane.latency_ms
-        cells.append(f"{lat.p50:.0f} / {lat.p95:.0f}" if lat else "-")
-        per_case = lane.cost.get("prompt_tokens", 0) / lane.n_cases if lane.n_cases else 0
-        cells.append(f"{per_case:.0f}" if lane.n_cases else "-")
-        cells.append(lane.status if lane.status == "ok" else f"{lane.status}: {lane.message}")
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "## Verdict", ""]
-    if report.winner:
-        lines.append(f"Winner on `{report.primary_metric}`: **{report.winner}**.")
-    else:
-        lines.append("No lane produced results.")
-    verdict = {True: "matched", False: "did not match", None: "could not be checked"}
-    lines.append(
-        f"Router's prediction {verdict[report.router_correct]} the measured winner. "
-        f"{report.router_note}"
-    )
-    lines += [
-        "",
-        f"_Generated {report.created}; "
-        + ", ".join(f"{k} {v}" for k, v in report.versions.items())
-        + "._",
-        "",
-    ]
-    return "\n".join(lines)
+def load_report(path: str | Path) -> Report:
+    """Read `report.json` (a file or the directory holding it).
+
+    >>> report = load_report("out/banking77")  # doctest: +SKIP
+    >>> report.winner                          # doctest: +SKIP
+    'prompt/5-shot'
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.json"
+    return Report.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def write_reports(
+    report: Report, out_dir: str | Path, predictions: dict[str, list[Any]] | None = None
+) -> dict[str, Path]:
+    """Write report.json, report.md, report.html (and predictions.jsonl when given).
+
+    >>> write_reports(report, "out/banking77")["html"]  # doctest: +SKIP
+    PosixPath('out/banking77/report.html')
+    """
+    from compoundai_evaluators.html import render_html
+    from compoundai_evaluators.markdown import render_markdown
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "json": ("report.json", report.model_dump_json(indent=2) + "\n"),
+        "md": ("report.md", render_markdown(report)),
+        "html": ("report.html", render_html(report)),
+    }
+    if predictions is not None:
+        lines = [
+            json.dumps({"lane": lane, **row}, ensure_ascii=False, default=str)
+            for lane, rows in predictions.items()
+            for row in rows
+        ]
+        files["predictions"] = ("predictions.jsonl", "".join(line + "\n" for line in lines))
+    written = {}
+    for kind, (name, text) in files.items():
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(out / name)
+        written[kind] = out / name
+    return written

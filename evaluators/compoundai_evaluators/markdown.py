@@ -1,0 +1,167 @@
+"""`report.md`: the report as text a reviewer reads in a pull request or a terminal.
+
+Rendered only from a `Report`, so it can be rebuilt from a saved `report.json`. Order: the
+router's decision, the lanes table (values with 95% intervals), the verdict, then the paired
+differences with flips, then the assumptions (prices, sampling).
+"""
+
+from __future__ import annotations
+
+from compoundai_evaluators.report import Difference, MetricValue, Report
+
+
+def _fmt(m: MetricValue) -> str:
+    return f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"
+
+
+def _signed(d: Difference) -> str:
+    return f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
+def _decision(report: Report) -> list[str]:
+    d = report.decision
+    lines = [f"**Router's plan:** `{d['plan']}`  ", ""]
+    lines += _table(
+        ["rank", "lane", "score"],
+        [[str(i), r["lane"], str(r["score"])] for i, r in enumerate(d["ranked"], 1)],
+    )
+    lines += ["", "Reasons:", ""]
+    lines += [
+        f"- **{r['lane']}** ({r['signal']} = {r['value']}): {r['text']}" for r in d["reasons"]
+    ]
+    return lines
+
+
+def _lanes(report: Report) -> list[str]:
+    c = report.cases
+    lines = [
+        f"## Lanes on the same {c.get('n', '?')} held-out cases",
+        "",
+        f"Split `{c.get('split')}`, {c.get('sampling', '')}; "
+        "95% paired-bootstrap intervals in brackets.",
+        "",
+    ]
+    metric_names = report.metric_names()
+    head = ["lane", *metric_names, "latency p50 / p95 (ms)", "prompt tokens / case"]
+    head += ["$ / 1k cases", "status"]
+    rows = []
+    for lane in report.lanes:
+        cells = [f"**{lane.name}**" if lane.name == report.winner else lane.name]
+        cells += [_fmt(lane.metrics[m]) if m in lane.metrics else "-" for m in metric_names]
+        lat = lane.latency_ms
+        cells.append(f"{lat.p50:.0f} / {lat.p95:.0f}" if lat else "-")
+        per_case = lane.cost.get("prompt_tokens", 0) / lane.n_cases if lane.n_cases else 0
+        cells.append(f"{per_case:.0f}" if lane.n_cases else "-")
+        usd = lane.cost.get("usd_per_1k_cases")
+        cells.append(f"{usd:.4f}" if usd is not None and lane.status == "ok" else "-")
+        cells.append(lane.status if lane.status == "ok" else f"{lane.status}: {lane.message}")
+        rows.append(cells)
+    lines += _table(head, rows)
+    return lines
+
+
+def _verdict(report: Report) -> list[str]:
+    lines = ["## Verdict", ""]
+    v = report.verdict
+    if v is None:
+        lines.append(f"Winner on `{report.primary_metric}`: **{report.winner}**.")
+        return lines
+    if v.overall:
+        lines.append(f"**Winner: {v.overall}** ({v.overall_note}).")
+    else:
+        lines.append(f"No overall winner: {v.overall_note}.")
+    if v.tied_with_winner:
+        lines.append(
+            f"Statistically tied with the winner on `{v.primary_metric}`: "
+            f"{', '.join(v.tied_with_winner)}; "
+            f"the cheapest of these is **{v.cheapest_equivalent}**."
+        )
+    for lane, why in v.excluded.items():
+        lines.append(f"- excluded {lane}: {why}")
+    verdict = {
+        True: "matched the measured winner",
+        False: "did not match the measured winner",
+        None: "could not be checked",
+    }
+    lines += ["", f"Router's prediction {verdict[v.router.correct]}. {v.router.note}", ""]
+    lines += _table(
+        ["metric", "best lane", "value", "against the runner-up", "clear win"],
+        [
+            [w.metric, w.lane, f"{w.value:.3f}", w.note, "yes" if w.clear else "no"]
+            for w in v.per_metric
+        ],
+    )
+    lines += ["", "### Release gate (fine-tuned lanes)", ""]
+    if not v.release:
+        lines.append("No fine-tuned lane was evaluated in this run.")
+    for gate in v.release:
+        lines.append(f"- **{gate.lane}**: {'ships' if gate.ships else 'does not ship'}")
+        lines += [f"  - {reason}" for reason in gate.reasons]
+    return lines
+
+
+def _differences(report: Report) -> list[str]:
+    diffs = [d for d in report.comparisons if d.metric == report.primary_metric]
+    if not diffs:
+        return []
+    lines = [
+        f"## Lane vs lane on `{report.primary_metric}`",
+        "",
+        "Paired over the same cases; flips count cases where one lane scored higher.",
+        "",
+    ]
+    rows = [
+        [
+            f"{d.a} - {d.b}",
+            _signed(d),
+            "yes" if d.significant else "no",
+            f"{d.a_better} / {d.b_better} of {d.compared}",
+            ", ".join(d.a_better_ids[:3]) or "-",
+            ", ".join(d.b_better_ids[:3]) or "-",
+        ]
+        for d in diffs
+    ]
+    head = ["difference", "value [95% CI]", "clear of zero", "flips a / b"]
+    lines += _table([*head, "a better on", "b better on"], rows)
+    return lines
+
+
+def _notes(report: Report) -> list[str]:
+    lines = ["## Assumptions", ""]
+    if report.metric_descriptions:
+        lines += [f"- `{k}`: {v}" for k, v in sorted(report.metric_descriptions.items())]
+    if report.prices:
+        lines.append(f"- prices: {report.prices.get('note', '')} (table in report.json)")
+    cached = sum(lane.cached for lane in report.lanes)
+    if cached:
+        lines.append(f"- {cached} answers came from the output cache of an earlier run")
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    """The whole report as Markdown.
+
+    >>> from compoundai_evaluators.report import load_report
+    >>> print(render_markdown(load_report("out/banking77"))[:40])  # doctest: +SKIP
+    # compoundai report: banking77-intents
+    """
+    lines = [f"# compoundai report: {report.task}", ""]
+    lines += [*_decision(report), ""]
+    lines += [*_lanes(report), ""]
+    lines += [*_verdict(report), ""]
+    if section := _differences(report):
+        lines += [*section, ""]
+    lines += _notes(report)
+    lines += [
+        "",
+        f"_Generated {report.created}; "
+        + ", ".join(f"{k} {v}" for k, v in report.versions.items())
+        + "._",
+        "",
+    ]
+    return "\n".join(lines)

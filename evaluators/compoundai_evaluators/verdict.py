@@ -1,0 +1,234 @@
+"""The verdict: who won, whether it is a real win, whether the router was right, what ships.
+
+Rules, in the order a reader would check them:
+- **per metric**: the lane with the best value; the win is *clear* only when the paired
+  interval of its difference against the runner-up excludes zero.
+- **overall**: the best lane on the primary metric among those that meet the task's
+  constraints (p95 latency within `max_latency_ms`, total cost within `budget_usd`, no remote
+  generator when `local_only`). Ties on the value go to the cheaper, then the faster lane.
+  Lanes statistically tied with the winner are listed, with the cheapest of them, because
+  "5-shot wins by 0.01 inside the noise" and "5-shot wins" are different news.
+- **router**: the router's top lane family against the winner's family; when the router's
+  family lost only inside the noise, the note says so.
+- **release gate** (fine-tuned lanes, `finetune` and `compound`): ships only if it beats
+  every cheaper lane family measured (prompt < rag < finetune < compound) with the paired
+  interval clear of zero, and its general-text perplexity rose by at most `max_forgetting`
+  (10% by default). Forgetting that was not measured fails the gate: unknown is not safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from compoundai_evaluators.report import (
+    Difference,
+    GateResult,
+    LaneResult,
+    MetricWinner,
+    RouterCheck,
+    Verdict,
+)
+
+FAMILY_COST_RANK = {"prompt": 0, "rag": 1, "finetune": 2, "compound": 3}
+GATED_FAMILIES = ("finetune", "compound")
+
+
+def find_difference(
+    differences: Sequence[Difference], a: str, b: str, metric: str
+) -> Difference | None:
+    """`a - b` on `metric`, flipping a stored `b - a` if that is what was computed.
+
+    >>> d = Difference(a="x", b="y", metric="m", value=0.2, ci_low=0.1, ci_high=0.3,
+    ...                p_a_not_better=0.0, a_better=3, b_better=1, compared=10)
+    >>> find_difference([d], "y", "x", "m").ci_low
+    -0.3
+    """
+    for d in differences:
+        if d.metric != metric:
+            continue
+        if (d.a, d.b) == (a, b):
+            return d
+        if (d.a, d.b) == (b, a):
+            return Difference(
+                a=a,
+                b=b,
+                metric=metric,
+                value=-d.value,
+                ci_low=-d.ci_high,
+                ci_high=-d.ci_low,
+                p_a_not_better=1.0 - d.p_a_not_better,
+                a_better=d.b_better,
+                b_better=d.a_better,
+                compared=d.compared,
+                a_better_ids=d.b_better_ids,
+                b_better_ids=d.a_better_ids,
+            )
+    return None
+
+
+def _cost_key(lane: LaneResult) -> tuple[float, float]:
+    return lane.cost.get("usd_per_1k_cases", 0.0), lane.latency_ms.p50 if lane.latency_ms else 0
+
+
+def _ranked(lanes: Sequence[LaneResult], metric: str) -> list[LaneResult]:
+    """Best first: by value, then cheaper, then faster."""
+    have = [r for r in lanes if r.status == "ok" and metric in r.metrics]
+    return sorted(have, key=lambda r: (-r.metrics[metric].value, *_cost_key(r)))
+
+
+def _breaks(lane: LaneResult, constraints: dict[str, Any]) -> str | None:
+    limit = constraints.get("max_latency_ms")
+    if limit and lane.latency_ms and lane.latency_ms.p95 > limit:
+        return f"p95 latency {lane.latency_ms.p95:.0f} ms exceeds the {limit:g} ms budget"
+    budget = constraints.get("budget_usd")
+    if budget is not None and lane.cost.get("usd_total", 0.0) > budget:
+        return f"estimated cost ${lane.cost['usd_total']:.4f} exceeds the ${budget:g} budget"
+    if constraints.get("local_only") and lane.remote:
+        return "uses a remote generator, but the task requires local-only"
+    return None
+
+
+def _per_metric(
+    lanes: Sequence[LaneResult], differences: Sequence[Difference], metric: str
+) -> MetricWinner | None:
+    ranked = _ranked(lanes, metric)
+    if not ranked:
+        return None
+    best = ranked[0]
+    winner = MetricWinner(metric=metric, lane=best.name, value=best.metrics[metric].value)
+    if len(ranked) == 1:
+        winner.note = "the only lane measured"
+        return winner
+    runner = ranked[1]
+    d = find_difference(differences, best.name, runner.name, metric)
+    winner.runner_up = runner.name
+    winner.clear = bool(d and d.ci_low > 0)
+    if d:
+        winner.note = f"{d.value:+.3f} over {runner.name} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]" + (
+            "" if winner.clear else ", inside the noise"
+        )
+    return winner
+
+
+def _router(
+    top: str, winner: str | None, lanes: Sequence[LaneResult], diffs: Sequence[Difference], m: str
+) -> RouterCheck:
+    families = {r.name: r.family for r in lanes}
+    evaluated = {r.family for r in lanes if r.status == "ok" and m in r.metrics}
+    if winner is None:
+        return RouterCheck(predicted=top, measured=None, correct=None, note="No lane was scored.")
+    measured = families[winner]
+    if top not in evaluated:
+        return RouterCheck(
+            predicted=top,
+            measured=measured,
+            correct=None,
+            note=f"The router ranked `{top}` first, but that lane was not evaluated in this "
+            "run, so its prediction cannot be checked yet.",
+        )
+    correct = measured == top
+    note = f"The router ranked `{top}` first; the measured winner is `{winner}`."
+    if not correct:
+        best_of_top = _ranked([r for r in lanes if r.family == top], m)[0]
+        d = find_difference(diffs, winner, best_of_top.name, m)
+        if d and d.ci_low <= 0:
+            note += f" `{best_of_top.name}` trails by {d.value:.3f}, inside the noise."
+    return RouterCheck(predicted=top, measured=measured, correct=correct, note=note)
+
+
+def _gate(
+    lane: LaneResult,
+    lanes: Sequence[LaneResult],
+    diffs: Sequence[Difference],
+    metric: str,
+    max_forgetting: float,
+) -> GateResult:
+    reasons, ships = [], True
+    rank = FAMILY_COST_RANK.get(lane.family, 99)
+    cheaper = [
+        r
+        for r in lanes
+        if r.status == "ok" and metric in r.metrics and FAMILY_COST_RANK.get(r.family, 99) < rank
+    ]
+    if not cheaper:
+        ships = False
+        reasons.append("no cheaper lane was measured, so there is nothing it was shown to beat")
+    for other in cheaper:
+        d = find_difference(diffs, lane.name, other.name, metric)
+        if d is None or d.ci_low <= 0:
+            ships = False
+            shown = f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]" if d else "n/a"
+            reasons.append(f"does not clearly beat {other.name} on {metric}: {shown}")
+        else:
+            reasons.append(
+                f"beats {other.name}: {d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+            )
+    if lane.forgetting is None:
+        ships = False
+        reasons.append("forgetting (general-text perplexity) was not measured")
+    elif lane.forgetting.ratio > 1 + max_forgetting:
+        ships = False
+        reasons.append(
+            f"general-text perplexity rose {lane.forgetting.ratio - 1:+.1%}, over the "
+            f"{max_forgetting:.0%} bound"
+        )
+    else:
+        reasons.append(f"forgetting within bound: perplexity {lane.forgetting.ratio - 1:+.1%}")
+    return GateResult(lane=lane.name, ships=ships, reasons=reasons)
+
+
+def decide_verdict(
+    lanes: Sequence[LaneResult],
+    differences: Sequence[Difference],
+    primary_metric: str,
+    router_top: str,
+    constraints: dict[str, Any] | None = None,
+    max_forgetting: float = 0.10,
+) -> Verdict:
+    """Winners per metric and overall, the router check and the release gate.
+
+    >>> v = decide_verdict(report.lanes, report.comparisons, "accuracy", "sft")  # doctest: +SKIP
+    >>> v.overall, v.router.correct                                              # doctest: +SKIP
+    ('prompt/5-shot', False)
+    """
+    constraints = constraints or {}
+    scored = _ranked(lanes, primary_metric)
+    excluded = {r.name: why for r in scored if (why := _breaks(r, constraints))}
+    eligible = [r for r in scored if r.name not in excluded]
+    overall = eligible[0].name if eligible else None
+    if overall:
+        note = f"best {primary_metric} among the lanes that meet the task's constraints"
+    elif scored:
+        note = "no lane meets the task's constraints; see `excluded`"
+    else:
+        note = "no lane was scored"
+    tied, cheapest = [], overall
+    if overall:
+        for r in eligible[1:]:
+            d = find_difference(differences, overall, r.name, primary_metric)
+            if d is not None and d.ci_low <= 0:
+                tied.append(r.name)
+        pool = [r for r in eligible if r.name in {overall, *tied}]
+        cheapest = min(pool, key=_cost_key).name
+    metric_names = sorted(
+        {m for r in lanes for m in r.metrics}, key=lambda m: (m != primary_metric, m)
+    )
+    per_metric = [w for m in metric_names if (w := _per_metric(lanes, differences, m))]
+    return Verdict(
+        primary_metric=primary_metric,
+        overall=overall,
+        overall_note=note,
+        eligible=[r.name for r in eligible],
+        excluded=excluded,
+        tied_with_winner=tied,
+        cheapest_equivalent=cheapest,
+        per_metric=per_metric,
+        router=_router(router_top, overall, lanes, differences, primary_metric),
+        release=[
+            _gate(r, lanes, differences, primary_metric, max_forgetting)
+            for r in scored
+            if r.family in GATED_FAMILIES
+        ],
+        max_forgetting=max_forgetting,
+    )
