@@ -308,6 +308,12 @@ def report_cmd(report_dir: Path) -> None:
     click.echo(f"{written['md']}\n{written['html']}")
 
 
+# Command groups that live in their own modules (they import the helpers above).
+from compoundai.cli_index import index  # noqa: E402
+
+cli.add_command(index)
+
+
 def main() -> None:
     cli(prog_name="compoundai")
 

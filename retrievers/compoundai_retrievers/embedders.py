@@ -1,14 +1,20 @@
 """Embedders behind one Protocol: `embed(texts) -> (n, dim)` float32, L2-normalised rows.
 
 Normalised rows make the dot product the cosine similarity, which is what the nearest-neighbour
-demonstrations and (later) the Chroma index use. `name` identifies the model so an index can
-refuse queries embedded by a different model than the one that built it.
+demonstrations and the Chroma index use. `name` identifies the model so an index can refuse
+queries embedded by a different model than the one that built it; `make_embedder(name)` builds
+the embedder back from that name, which is how `index query` finds the right one by itself.
+
+Three kinds: sentence-transformers (the default, MiniLM from the model store, run in bf16 where
+the CPU has AMX / AVX-512 bf16: measured ~2x the fp32 throughput here with cosine > 0.99 to the
+fp32 vectors), the OpenAI embeddings API through the `openai` client, and the hash fake.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -19,8 +25,11 @@ from compoundai.models import ModelStore
 
 @runtime_checkable
 class Embedder(Protocol):
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -39,6 +48,7 @@ class SentenceTransformerEmbedder:
         *,
         ctx: RunContext | None = None,
         batch_size: int = 64,
+        dtype: str = "auto",
     ) -> None:
         self.ctx = ctx or RunContext()
         self.name = model
@@ -50,10 +60,21 @@ class SentenceTransformerEmbedder:
             raise RunTimeFailure(
                 f"embeddings need the local extra ({exc}); pip install 'compoundai[local]'"
             ) from None
-        self.model: Any = SentenceTransformer(path, device=self.ctx.resolve_device())
+        from compoundai.generators.local import pick_dtype
+
+        device = self.ctx.resolve_device()
+        self.model: Any = SentenceTransformer(path, device=device)
+        self.torch_dtype = pick_dtype(device, dtype)
+        self.model.to(self.torch_dtype)
         st_model: Any = self.model
         getter = getattr(st_model, "get_embedding_dimension", None)
         self.dim = int(getter() if getter else st_model.get_sentence_embedding_dimension())
+        self.max_tokens = int(st_model.max_seq_length or 512)
+        self._tokenizer = st_model.tokenizer
+
+    def token_length(self, text: str) -> int:
+        """How many of this model's tokens `text` is (no special tokens): the chunk ruler."""
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -62,15 +83,87 @@ class SentenceTransformerEmbedder:
             list(texts),
             batch_size=self.batch_size,
             normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=self.ctx.progress and len(texts) > 256,
+            convert_to_tensor=True,
+            show_progress_bar=False,
         )
-        return np.asarray(vectors, dtype=np.float32)
+        # numpy has no bf16: widen on the torch side first.
+        return np.asarray(vectors.float().cpu().numpy(), dtype=np.float32)
+
+
+class OpenAIEmbedder:
+    """Embeddings from any OpenAI-compatible `/embeddings` endpoint, through the `openai` client.
+
+    The client reads `OPENAI_API_KEY` / `OPENAI_BASE_URL` from the environment unless one is
+    passed in. Rows are re-normalised, since not every compatible server normalises.
+
+    >>> emb = OpenAIEmbedder("text-embedding-3-small")       # doctest: +SKIP
+    >>> emb.embed(["hello"]).shape                           # doctest: +SKIP
+    (1, 1536)
+    """
+
+    KNOWN_DIMS: ClassVar[dict[str, int]] = {
+        "text-embedding-3-small": 1536,
+        "text-embedding-3-large": 3072,
+        "text-embedding-ada-002": 1536,
+    }
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        client: Any = None,
+        base_url: str | None = None,
+        batch_size: int = 256,
+    ) -> None:
+        if client is None:
+            import openai
+
+            client = openai.OpenAI(base_url=base_url) if base_url else openai.OpenAI()
+        self.client = client
+        self.model = model
+        self.name = f"openai:{model}"
+        self.batch_size = batch_size
+        self._dim = self.KNOWN_DIMS.get(model)
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:  # an unknown model: ask it once
+            self._dim = int(self.embed(["dimension probe"]).shape[1])
+        return self._dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = list(texts[start : start + self.batch_size])
+            try:
+                response = self.client.embeddings.create(model=self.model, input=batch)
+            except Exception as exc:
+                raise RunTimeFailure(f"embeddings request to {self.name} failed: {exc}") from exc
+            rows += [item.embedding for item in sorted(response.data, key=lambda d: d.index)]
+        if not rows:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        out = np.asarray(rows, dtype=np.float32)
+        self._dim = out.shape[1]
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(norms == 0, 1.0, norms)
 
 
 def make_embedder(name: str, ctx: RunContext) -> Embedder:
-    """The embedder for a task: an injected one from `ctx.clients["embedder"]`, else a model."""
+    """The embedder for a task: an injected one from `ctx.clients["embedder"]`, else by name.
+
+    Names: `hash:DIM` (the fake, also written `hash-embedder-DIM`), `openai:MODEL`, anything
+    else a sentence-transformers model (bundled name, local path or hub id).
+
+    >>> make_embedder("hash:32", RunContext()).name
+    'hash-embedder-32'
+    """
     injected = ctx.clients.get("embedder")
     if injected is not None:
         return injected
+    if match := re.fullmatch(r"hash(?:-embedder)?[:-](\d+)|hash", name):
+        from compoundai.testing import HashEmbedder
+
+        return HashEmbedder(dim=int(match.group(1) or 64))
+    if name.startswith("openai:"):
+        return OpenAIEmbedder(name.split(":", 1)[1], client=ctx.clients.get("openai"))
     return SentenceTransformerEmbedder(name, ctx=ctx)

@@ -1,0 +1,314 @@
+"""`ChromaIndex`: one Chroma collection, embedded on disk or on a Chroma server, that remembers
+which embedder built it.
+
+Why it is shaped this way:
+- **Either client, same code.** `PersistentClient(path)` by default; `HttpClient` when given a
+  server URL. Everything below talks to a `Collection`, so ingestion, sync and search run
+  unchanged on both.
+- **The collection records its embedder** (name and dimension, in the collection metadata).
+  Opening an index without an embedder rebuilds the recorded one (`index query` needs no
+  model flag); opening it with a different one is refused with a clear error, because vectors
+  from two models in one space give silently wrong neighbours.
+- **No record-manager table beside Chroma.** Ids are content hashes and every record carries
+  its `source`, so Chroma itself answers "what does this file have in the index now?"; there is
+  no second store that could disagree with it after a crash. Ingestion lives in `ingest.py`.
+
+    >>> index = ChromaIndex.open("out/index")                # doctest: +SKIP
+    >>> index.count(), index.info().embedder                 # doctest: +SKIP
+    (1287, 'all-minilm-l6-v2')
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from compoundai.context import RunContext
+from compoundai.errors import RunTimeFailure, UserInputError
+from compoundai_retrievers.chunking import ChunkingConfig
+from compoundai_retrievers.embedders import Embedder, make_embedder
+
+DEFAULT_COLLECTION = "compoundai"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+_META_PREFIX = "compoundai_"
+_NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
+
+
+class IndexInfo(BaseModel):
+    """What an index says about itself (`index stats`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    location: str
+    collection: str
+    embedder: str
+    dim: int
+    chunking: ChunkingConfig
+    chunks: int
+    sources: int | None = None
+
+
+def connect(path: str | Path | None = None, server: str | None = None, create: bool = True) -> Any:
+    """A Chroma client: `HttpClient` for a server URL, else `PersistentClient` at `path`.
+
+    >>> client = connect("out/index")                        # doctest: +SKIP
+    >>> client = connect(server="http://127.0.0.1:8000")     # doctest: +SKIP
+    """
+    import chromadb
+
+    if server:
+        url = urlparse(server if "://" in server else f"http://{server}")
+        if not url.hostname:
+            raise UserInputError(f"cannot read a host from the server URL {server!r}")
+        port = url.port or (443 if url.scheme == "https" else 8000)
+        try:
+            client = chromadb.HttpClient(host=url.hostname, port=port, ssl=url.scheme == "https")
+            client.heartbeat()
+        except Exception as exc:
+            raise RunTimeFailure(
+                f"no Chroma server answers at {server}: {exc}\n"
+                "hint: start one with `chroma run --path DIR --port PORT`"
+            ) from None
+        return client
+    if path is None:
+        raise UserInputError("give an index folder (--index DIR) or a server (--server URL)")
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UserInputError(f"{folder} is a file; --index wants a folder")
+    if not folder.exists() and not create:
+        raise UserInputError(
+            f"no index at {folder}",
+            hint="build it first with `compoundai index add PATH... --index DIR`",
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(folder))
+
+
+class ChromaIndex:
+    """A Chroma collection of chunks, with the embedder that built it.
+
+    >>> index = ChromaIndex.open("out/index", embedder=HashEmbedder())  # doctest: +SKIP
+    >>> index.search("when were the Normans in Normandy?", k=3)       # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        *,
+        location: str,
+        embedder_name: str,
+        dim: int,
+        chunking: ChunkingConfig,
+        embedder: Embedder | None = None,
+        ctx: RunContext | None = None,
+        max_batch_size: int = 5000,
+    ) -> None:
+        self.collection = collection
+        self.location = location
+        self.embedder_name = embedder_name
+        self.dim = dim
+        self.chunking = chunking
+        self.ctx = ctx or RunContext()
+        self.max_batch_size = max_batch_size
+        self._embedder = embedder
+        self._bm25: Any = None  # built on first keyword search; dropped on every write
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        server: str | None = None,
+        collection: str = DEFAULT_COLLECTION,
+        embedder: Embedder | None = None,
+        chunking: ChunkingConfig | None = None,
+        ctx: RunContext | None = None,
+        create: bool = True,
+    ) -> ChromaIndex:
+        """Open (or create) the collection; check or record its embedder and chunking.
+
+        A new index takes `embedder` (default MiniLM) and `chunking` (default
+        `ChunkingConfig()`); an existing one keeps what it recorded unless `chunking` is given.
+        """
+        from chromadb.errors import NotFoundError
+
+        ctx = ctx or RunContext()
+        if not _NAME_RE.fullmatch(collection):
+            raise UserInputError(
+                f"bad collection name {collection!r}: use 3-512 letters, digits, '.', '_' or "
+                "'-', starting and ending with a letter or digit"
+            )
+        client = connect(path, server, create=create)
+        location = server or str(Path(path or ".").expanduser())
+        try:
+            col = client.get_collection(collection, embedding_function=None)
+        except NotFoundError:
+            col = None
+        except Exception as exc:  # a server-side error other than "missing"
+            raise RunTimeFailure(f"cannot open collection {collection!r}: {exc}") from exc
+        if col is None:
+            if not create:
+                raise UserInputError(
+                    f"no collection {collection!r} in {location}",
+                    hint="build it first with `compoundai index add PATH... --index DIR`",
+                )
+            embedder = embedder or make_embedder(DEFAULT_EMBEDDER, ctx)
+            chunking = chunking or ChunkingConfig()
+            meta = _record(embedder.name, embedder.dim, chunking)
+            col = client.get_or_create_collection(
+                collection,
+                configuration={"hnsw": {"space": "cosine"}},
+                metadata=meta,
+                embedding_function=None,
+            )
+        recorded = col.metadata or {}
+        name = recorded.get(f"{_META_PREFIX}embedder")
+        dim = recorded.get(f"{_META_PREFIX}dim")
+        if name is None or dim is None:
+            raise UserInputError(
+                f"collection {collection!r} in {location} was not built by compoundai "
+                "(no embedder recorded); index into a new collection with --collection NAME"
+            )
+        if embedder is not None and (embedder.name != name or embedder.dim != dim):
+            raise UserInputError(
+                f"index {location} [{collection}] was built with embedder {name!r} "
+                f"(dim {dim}); refusing {embedder.name!r} (dim {embedder.dim}): the vectors "
+                "would not be comparable",
+                hint="leave the embedder out to use the recorded one, or use a new collection",
+            )
+        stored_chunking = ChunkingConfig(
+            chunk_size=int(recorded.get(f"{_META_PREFIX}chunk_size", 200)),
+            chunk_overlap=int(recorded.get(f"{_META_PREFIX}chunk_overlap", 32)),
+        )
+        if chunking is not None and chunking != stored_chunking:
+            col.modify(metadata=_record(str(name), int(dim), chunking))
+        return cls(
+            col,
+            location=location,
+            embedder_name=str(name),
+            dim=int(dim),
+            chunking=chunking or stored_chunking,
+            embedder=embedder,
+            ctx=ctx,
+            max_batch_size=min(5000, int(client.get_max_batch_size())),
+        )
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder that built this index (rebuilt from its recorded name if needed)."""
+        if self._embedder is None:
+            self._embedder = make_embedder(self.embedder_name, self.ctx)
+            if self._embedder.name != self.embedder_name:
+                raise UserInputError(
+                    f"the injected embedder {self._embedder.name!r} does not match the "
+                    f"index's {self.embedder_name!r}"
+                )
+        return self._embedder
+
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def info(self, *, with_sources: bool = True) -> IndexInfo:
+        """Counts and settings; `with_sources` reads every record's source (one pass)."""
+        sources = None
+        if with_sources:
+            sources = len({m.get("source") for _, m in self.iter_records(["metadatas"])})
+        return IndexInfo(
+            location=self.location,
+            collection=self.collection.name,
+            embedder=self.embedder_name,
+            dim=self.dim,
+            chunking=self.chunking,
+            chunks=self.count(),
+            sources=sources,
+        )
+
+    def search(
+        self, query: str, *, k: int = 5, mode: str = "hybrid", where: dict[str, Any] | None = None
+    ) -> list[Any]:
+        """The top `k` hits for one query (see `search.search` for many queries at once)."""
+        from compoundai_retrievers.search import search
+
+        return search(self, [query], k=k, mode=mode, where=where)[0]  # type: ignore[arg-type]
+
+    def add(self, paths: Sequence[str | Path], **options: Any) -> Any:
+        """Ingest files and folders idempotently (see `ingest.ingest`); returns the report."""
+        from compoundai_retrievers.ingest import ingest
+
+        return ingest(paths, self, **options)
+
+    # -- records ---------------------------------------------------------------------------
+
+    def records_of(self, sources: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """id -> metadata of every record whose source is one of `sources`."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(sources), 500):
+            part = list(sources[start : start + 500])
+            got = self.collection.get(where={"source": {"$in": part}}, include=["metadatas"])
+            out.update(zip(got["ids"], got["metadatas"] or [], strict=True))
+        return out
+
+    def iter_records(
+        self, include: Sequence[str] = ("metadatas",), page: int = 5000
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every record as (id, {"metadata"..., "document": text if asked}), paged."""
+        offset = 0
+        while True:
+            got = self.collection.get(limit=page, offset=offset, include=list(include))
+            ids = got["ids"]
+            if not ids:
+                return
+            metas = got.get("metadatas") or [{}] * len(ids)
+            docs = got.get("documents") or [None] * len(ids)
+            for rid, meta, doc in zip(ids, metas, docs, strict=True):
+                row = dict(meta or {})
+                if doc is not None:
+                    row["document"] = doc
+                yield rid, row
+            offset += len(ids)
+
+    def write(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        """Upsert records in batches the client accepts (ids are content hashes: no dupes)."""
+        self._bm25 = None
+        step = self.max_batch_size
+        for start in range(0, len(ids), step):
+            end = start + step
+            self.collection.upsert(
+                ids=list(ids[start:end]),
+                embeddings=vectors[start:end],
+                documents=list(texts[start:end]),
+                metadatas=list(metadatas[start:end]),
+            )
+
+    def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
+        """Move offsets of chunks whose text did not change, without re-embedding them."""
+        self._bm25 = None
+        for start in range(0, len(ids), self.max_batch_size):
+            end = start + self.max_batch_size
+            self.collection.update(ids=list(ids[start:end]), metadatas=list(metadatas[start:end]))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        self._bm25 = None
+        for start in range(0, len(ids), self.max_batch_size):
+            self.collection.delete(ids=list(ids[start : start + self.max_batch_size]))
+
+
+def _record(embedder: str, dim: int, chunking: ChunkingConfig) -> dict[str, Any]:
+    return {
+        f"{_META_PREFIX}embedder": embedder,
+        f"{_META_PREFIX}dim": dim,
+        f"{_META_PREFIX}chunk_size": chunking.chunk_size,
+        f"{_META_PREFIX}chunk_overlap": chunking.chunk_overlap,
+    }

@@ -1,0 +1,244 @@
+"""Idempotent ingestion: files → chunks → only the new chunks embedded → Chroma, in batches.
+
+In the manner of LangChain's record manager, without its second database: ids are content
+hashes (see `chunking.py`) and every record carries its `source`, so for each batch of files one
+query tells what the index already holds for them. Then, per batch:
+
+1. chunks whose id is already there are **unchanged**: not embedded, not written (if only their
+   offsets moved, the metadata is updated in place);
+2. the rest are embedded (identical texts once; a text already embedded anywhere in the index
+   reuses that vector) and upserted: **added** for a file new to the index, **replaced** for a
+   changed file;
+3. only then are the file's stale chunks deleted (**removed**).
+
+Writing before deleting is what makes a killed run safe: at any instant a file has its old
+chunks, or old and new, or new; re-running the same command converges (upserts are keyed by
+content, so nothing is ever duplicated) and deletes the leftovers. A file that cannot be read
+(binary, not UTF-8, empty, too big) is reported and **keeps** whatever it had in the index.
+Files that disappeared are removed on a sync (`cleanup="scoped"`: under the folders and files
+given; `"full"`: everything not given in this run; `"none"`: keep).
+
+    >>> report = ingest(["docs/"], ChromaIndex.open("out/index"))   # doctest: +SKIP
+    >>> report.model_dump(include={"added", "unchanged"})            # doctest: +SKIP
+    {'added': 1287, 'unchanged': 0}
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from compoundai.errors import Problem
+from compoundai_retrievers.chunking import Chunk, chunk_document, make_splitter, word_count
+from compoundai_retrievers.index import ChromaIndex
+from compoundai_retrievers.loaders import LoaderConfig, SourceDocument, discover, load_file
+
+Cleanup = Literal["none", "scoped", "full"]
+
+
+class FileError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    file: str | None
+    line: int | None = None
+    message: str
+
+
+class IngestReport(BaseModel):
+    """Counts of one ingestion run. Chunks, except `failed` (files that could not be read).
+
+    `added`/`replaced`/`unchanged`/`removed` follow DESIGN.md's `index add` contract; the
+    other fields are additions.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    added: int = 0
+    unchanged: int = 0
+    replaced: int = 0
+    removed: int = 0
+    failed: int = 0
+    embedded: int = 0  # vectors computed by the model (the rest were reused or skipped)
+    files: int = 0
+    chunks: int = 0  # records in the collection after the run
+    seconds: float = 0.0
+    errors: list[FileError] = Field(default_factory=list)
+
+    def contract(self) -> dict[str, int]:
+        """The five fields `index add` prints as its last line."""
+        return self.model_dump(include={"added", "unchanged", "replaced", "removed", "failed"})
+
+
+def ingest(
+    paths: Iterable[str | Path],
+    index: ChromaIndex,
+    *,
+    loader: LoaderConfig | None = None,
+    cleanup: Cleanup = "scoped",
+    batch_size: int = 4096,
+) -> IngestReport:
+    """Bring the index in line with the files under `paths`; see the module docstring."""
+    started = time.perf_counter()
+    roots = [str(Path(p).expanduser().resolve()) for p in paths]
+    files = discover(roots)
+    loader = loader or LoaderConfig()
+    docs: list[SourceDocument] = []
+    problems: list[Problem] = []
+    failed: set[str] = set()
+    for path in _bar(files, index, "reading", "file"):
+        loaded = load_file(path, loader)
+        docs += loaded.documents
+        problems += loaded.problems
+        if not loaded.documents:
+            failed.add(loaded.source)
+    report = ingest_documents(docs, index, batch_size=batch_size)
+    report.failed, report.files = len(failed), len(files)
+    report.errors = [FileError(file=p.file, line=p.line, message=p.message) for p in problems]
+    if cleanup != "none":
+        seen = {str(f) for f in files}
+        report.removed += remove_missing_sources(
+            index, seen, roots if cleanup == "scoped" else None
+        )
+    report.chunks = index.count()
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def ingest_documents(
+    docs: Sequence[SourceDocument], index: ChromaIndex, *, batch_size: int = 4096
+) -> IngestReport:
+    """Sync these documents' sources (no cleanup of other sources). Also for LangChain docs.
+
+    >>> doc = SourceDocument("notes", "Paris is in France.", "notes")
+    >>> ingest_documents([doc], index).added                          # doctest: +SKIP
+    1
+    """
+    started = time.perf_counter()
+    embedder = index.embedder
+    length = getattr(embedder, "token_length", word_count)
+    splitter = make_splitter(index.chunking, length)
+    by_source: dict[str, list[Chunk]] = {}
+    repeats: dict[str, dict[tuple[str, str], int]] = {}
+    for doc in docs:
+        by_source.setdefault(doc.source, []).extend(
+            chunk_document(
+                doc,
+                index.chunking,
+                length,
+                splitter=splitter,
+                repeats=repeats.setdefault(doc.source, {}),
+            )
+        )
+    report = IngestReport(files=len(by_source))
+    total = sum(len(c) for c in by_source.values())
+    with _bar(None, index, "indexing", "chunk", total=total) as bar:
+        group: list[str] = []
+        size = 0
+        for source, chunks in by_source.items():
+            group.append(source)
+            size += len(chunks)
+            if size >= batch_size:
+                _sync_group(index, {s: by_source[s] for s in group}, report)
+                bar.update(size)
+                group, size = [], 0
+        if group:
+            _sync_group(index, {s: by_source[s] for s in group}, report)
+            bar.update(size)
+    report.chunks = index.count()
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _sync_group(
+    index: ChromaIndex, by_source: dict[str, list[Chunk]], report: IngestReport
+) -> None:
+    existing = index.records_of(list(by_source))
+    known_sources = {m.get("source") for m in existing.values()}
+    to_write: list[Chunk] = []
+    moved: list[Chunk] = []
+    keep: set[str] = set()
+    for source, chunks in by_source.items():
+        for chunk in chunks:
+            keep.add(chunk.id)
+            old = existing.get(chunk.id)
+            if old is None:
+                to_write.append(chunk)
+                if source in known_sources:
+                    report.replaced += 1
+                else:
+                    report.added += 1
+            else:
+                report.unchanged += 1
+                if old != chunk.record_metadata():
+                    moved.append(chunk)
+    if to_write:
+        vectors = _vectors_for(index, to_write, report)
+        index.write(
+            [c.id for c in to_write],
+            vectors,
+            [c.text for c in to_write],
+            [c.record_metadata() for c in to_write],
+        )
+    if moved:
+        index.update_metadata([c.id for c in moved], [c.record_metadata() for c in moved])
+    stale = [rid for rid in existing if rid not in keep]
+    if stale:
+        index.delete(stale)
+        report.removed += len(stale)
+
+
+def _vectors_for(index: ChromaIndex, chunks: list[Chunk], report: IngestReport) -> np.ndarray:
+    """Embed each distinct text once; reuse vectors the index already has for a text."""
+    by_hash: dict[str, str] = {c.content_hash: c.text for c in chunks}
+    known: dict[str, np.ndarray] = {}
+    hashes = list(by_hash)
+    for start in range(0, len(hashes), 500):
+        got = index.collection.get(
+            where={"content_hash": {"$in": hashes[start : start + 500]}},
+            include=["metadatas", "embeddings"],
+        )
+        vectors = got["embeddings"] if got["embeddings"] is not None else []
+        for meta, vec in zip(got["metadatas"] or [], vectors, strict=True):
+            known[str(meta["content_hash"])] = np.asarray(vec, dtype=np.float32)
+    missing = [h for h in hashes if h not in known]
+    if missing:
+        fresh = index.embedder.embed([by_hash[h] for h in missing])
+        if fresh.shape != (len(missing), index.dim):
+            raise ValueError(f"embedder returned {fresh.shape}, expected ({len(missing)}, dim)")
+        known.update(zip(missing, fresh, strict=True))
+        report.embedded += len(missing)
+    return np.stack([known[c.content_hash] for c in chunks]).astype(np.float32)
+
+
+def remove_missing_sources(index: ChromaIndex, seen: set[str], roots: list[str] | None) -> int:
+    """Delete records of sources not in `seen`: all of them, or those under `roots` only."""
+    stale = []
+    for rid, meta in index.iter_records(["metadatas"]):
+        source = str(meta.get("source", ""))
+        if source in seen:
+            continue
+        if roots is None or any(source == r or source.startswith(r + os.sep) for r in roots):
+            stale.append(rid)
+    index.delete(stale)
+    return len(stale)
+
+
+def _bar(items: Any, index: ChromaIndex, desc: str, unit: str, total: int | None = None) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(
+        items,
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        disable=not index.ctx.progress,
+        leave=False,
+    )
