@@ -8,50 +8,16 @@ errors into exit codes: 0 success, 2 the user's input is wrong (every problem li
 from __future__ import annotations
 
 import json
-import os
-import sys
-import traceback
 from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
-from compoundai.context import RunContext, default_cache_dir
-from compoundai.errors import CompoundAIError
+from compoundai.cli_common import _ctx, _errors_to_exit_codes
+from compoundai.context import default_cache_dir
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _errors_to_exit_codes(fn: F) -> F:
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except CompoundAIError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except Exception as exc:
-            if os.environ.get("COMPOUNDAI_DEBUG"):
-                traceback.print_exc()
-            click.echo(
-                f"error: unexpected failure: {type(exc).__name__}: {exc}\n"
-                "(set COMPOUNDAI_DEBUG=1 for the traceback)",
-                err=True,
-            )
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _ctx(obj: dict[str, Any]) -> RunContext:
-    return RunContext(
-        cache_dir=obj["cache_dir"], seed=obj["seed"], device=obj["device"], progress=obj["progress"]
-    )
 
 
 @click.group()
@@ -308,15 +274,13 @@ def report_cmd(report_dir: Path) -> None:
     click.echo(f"{written['md']}\n{written['html']}")
 
 
-# Command groups that live in their own modules (they import the helpers above).
+# Command groups that live in their own modules (they share compoundai.cli_common).
 from compoundai.cli_index import index  # noqa: E402
+from compoundai.cli_train import train  # noqa: E402
 
 cli.add_command(index)
+cli.add_command(train)
 
 
 def main() -> None:
     cli(prog_name="compoundai")
-
-
-if __name__ == "__main__":
-    main()

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from compoundai.cli import _ctx, _errors_to_exit_codes
+from compoundai.cli_common import _ctx, _errors_to_exit_codes
 from compoundai.errors import Problem, UserInputError
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -1,0 +1,82 @@
+"""Adapter artifacts: PEFT format plus a manifest, loadable with plain `PeftModel.from_pretrained`.
+
+`adapter_config.json` + `adapter_model.safetensors` is what PEFT, vLLM (`--enable-lora`) and
+TGI read. We never save `lm_head` / `embed_tokens` as trainable modules unless asked (vLLM
+rejects adapters that carry them) and only ever load safetensors. `manifest.json` records
+where the adapter came from: base model, stage, data hashes, metrics, library versions.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from compoundai.errors import UserInputError
+
+MANIFEST = "manifest.json"
+
+
+def library_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in ("compoundai", "torch", "transformers", "peft", "accelerate"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def save_artifact(model: Any, tokenizer: Any, out_dir: Path, manifest: dict[str, Any]) -> Path:
+    """Write the adapter (or the full model, for full fine-tuning) and the manifest."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "peft_config"):
+        model.save_pretrained(str(out_dir), safe_serialization=True, save_embedding_layers=False)
+        config_path = out_dir / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        if config.get("modules_to_save"):
+            raise RuntimeError("adapter would save full modules; refusing (vLLM rejects them)")
+    else:
+        model.save_pretrained(str(out_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(out_dir))
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    return out_dir
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    file = Path(path) / MANIFEST
+    if not file.is_file():
+        raise UserInputError(f"{path} is not a compoundai adapter (no {MANIFEST})")
+    data: dict[str, Any] = json.loads(file.read_text())
+    return data
+
+
+def load_adapter(path: str | Path, base: Any) -> Any:
+    """Attach a saved adapter to an already-loaded base model (safetensors only)."""
+    from peft import PeftModel
+
+    if not (Path(path) / "adapter_model.safetensors").is_file():
+        raise UserInputError(f"no adapter_model.safetensors in {path}")
+    return PeftModel.from_pretrained(base, str(path), use_safetensors=True)
+
+
+def merge_and_export(adapter_dir: str | Path, out_dir: str | Path, ctx: Any = None) -> Path:
+    """Fold the LoRA weights into the base and save a plain transformers model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from compoundai.context import RunContext
+    from compoundai.models import ModelStore
+
+    manifest = read_manifest(adapter_dir)
+    base_path = ModelStore(ctx or RunContext()).resolve(manifest["base_model"])
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype="float32")
+    merged = load_adapter(adapter_dir, base).merge_and_unload()
+    out = Path(out_dir)
+    merged.save_pretrained(str(out), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(out))
+    (out / MANIFEST).write_text(
+        json.dumps({**manifest, "merged_from": str(adapter_dir)}, indent=2) + "\n"
+    )
+    return out

@@ -1,0 +1,158 @@
+"""DPO: learn from chosen/rejected pairs without a reward model.
+
+The loss is -log sigmoid(beta * [(log pi(chosen) - log ref(chosen)) - (log pi(rejected) -
+log ref(rejected))]). With LoRA the reference is the same base with the adapter disabled, so no
+second model is held in memory; its log-probabilities are computed once, before training, for
+every sequence (they never change). A pair's two sequences are packed into the same row.
+
+    >>> DPOConfig(output_dir="runs/x", train_file="pairs.jsonl").beta
+    0.1
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from compoundai.context import RunContext
+from compoundai.errors import Problem, UserInputError
+from compoundai_adapters.common import TrainSettings, read_jsonl_rows
+from compoundai_adapters.packing import Tokenized, pack, target_logprobs
+from compoundai_adapters.sft import render_chat
+from compoundai_adapters.stage import finish_stage, start_stage
+
+
+class DPOConfig(TrainSettings):
+    stage: Literal["dpo"] = "dpo"
+    train_file: str
+    prompt_field: str = "prompt"
+    chosen_field: str = "chosen"
+    rejected_field: str = "rejected"
+    beta: float = Field(0.1, gt=0)
+    learning_rate: float = Field(5e-5, gt=0)
+    on_long_rows: Literal["error", "skip"] = "error"
+    limit: int | None = Field(None, gt=0)
+
+
+def pair_sequences(
+    rows: list[dict[str, Any]], config: DPOConfig, tokenizer: Any, source: str
+) -> list[Tokenized]:
+    """Two sequences per pair (chosen first), same prompt, the answer tokens as targets."""
+    seqs: list[Tokenized] = []
+    problems: list[Problem] = []
+    eos = tokenizer.eos_token or ""
+    for n, row in enumerate(rows):
+        prompt = render_chat(
+            tokenizer, [{"role": "user", "content": row[config.prompt_field]}], open_answer=True
+        )
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        pair = []
+        for field in (config.chosen_field, config.rejected_field):
+            a_ids = tokenizer(str(row[field]) + eos, add_special_tokens=False)["input_ids"]
+            pair.append(
+                Tokenized(
+                    p_ids + a_ids, [False] * len(p_ids) + [True] * len(a_ids), group=len(seqs) // 2
+                )
+            )
+        longest = max(len(s.ids) for s in pair)
+        if longest > config.max_seq_len:
+            if config.on_long_rows == "error":
+                problems.append(
+                    Problem(
+                        f"pair is {longest} tokens, over max_seq_len {config.max_seq_len} "
+                        "(raise max_seq_len or set on_long_rows: skip)",
+                        file=source,
+                        line=n + 1,
+                    )
+                )
+            continue
+        seqs += pair
+    if problems:
+        raise UserInputError(problems[:50])
+    if not seqs:
+        raise UserInputError(f"no usable preference pairs in {source}")
+    return seqs
+
+
+def sequence_logprobs(model: Any, batch: dict[str, Any]) -> Any:
+    """Summed answer log-probability of each sequence packed in the row, `(n_seqs,)`."""
+    import torch
+
+    logp = target_logprobs(model, batch)
+    sums = torch.zeros(batch["n_seqs"], dtype=logp.dtype, device=logp.device)
+    return sums.index_add(0, batch["keep_seq"].to(logp.device), logp)
+
+
+def attach_reference(model: Any, batches: list[dict[str, Any]], bf16: bool) -> None:
+    """Store the reference model's per-sequence log-probs in each batch (adapter disabled)."""
+    import torch
+
+    disabled = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
+    with torch.inference_mode(), disabled, torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        for batch in batches:
+            batch["ref_logps"] = sequence_logprobs(model, batch).float().clone()
+
+
+def dpo_loss_fn(beta: float) -> Any:
+    def loss_fn(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+        import torch.nn.functional as F
+
+        logps = sequence_logprobs(model, batch)
+        ratios = logps - batch["ref_logps"]
+        margin = ratios[0::2] - ratios[1::2]  # chosen minus rejected, pair by pair
+        return -F.logsigmoid(beta * margin).mean(), int(margin.numel())
+
+    return loss_fn
+
+
+def run_dpo(config: DPOConfig, ctx: RunContext | None = None, *, resume: bool = False) -> Path:
+    """Train a DPO adapter; returns the output directory."""
+    ctx = ctx or RunContext()
+    if config.lora is None:
+        raise UserInputError(
+            "DPO here needs LoRA (the reference is the base with the adapter "
+            "disabled); set a lora: section"
+        )
+    fields = [config.prompt_field, config.chosen_field, config.rejected_field]
+    rows = read_jsonl_rows(config.train_file, fields)[: config.limit]
+    run = start_stage(config, ctx)
+    seqs = pair_sequences(rows, config, run.tokenizer, config.train_file)
+    batches = pack(seqs, config.tokens_per_batch, config.seed)
+    attach_reference(run.model, batches, run.bf16)
+    return finish_stage(
+        run,
+        batches,
+        dpo_loss_fn(config.beta),
+        resume=resume,
+        data_files=[config.train_file],
+        extra={"pairs": len(seqs) // 2},
+    )
+
+
+def preference_margins(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], config: DPOConfig, bf16: bool = False
+) -> list[float]:
+    """log p(chosen) - log p(rejected) under `model`, pair by pair (over-long pairs skipped)."""
+    import torch
+
+    seqs = pair_sequences(
+        rows, config.model_copy(update={"on_long_rows": "skip"}), tokenizer, "eval"
+    )
+    margins = []
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        for i in range(0, len(seqs), 2):
+            batch = pack(seqs[i : i + 2], 10**9, 0)[0]
+            chosen, rejected = sequence_logprobs(model, batch).tolist()
+            margins.append(chosen - rejected)
+    return margins
+
+
+def preference_accuracy(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], config: DPOConfig, bf16: bool = False
+) -> float:
+    """Share of pairs where the model gives the chosen answer the higher log-likelihood."""
+    margins = preference_margins(model, tokenizer, rows, config, bf16)
+    return sum(m > 0 for m in margins) / max(1, len(margins))

@@ -1,0 +1,114 @@
+"""Start and finish a training stage: the steps every stage takes around its own data and loss.
+
+`start_stage` loads the model (with LoRA) and measures general-text perplexity before;
+`finish_stage` runs the shared loop, measures perplexity after, and saves the adapter with its
+manifest. A stage module reads as: read data -> start_stage -> build batches -> finish_stage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compoundai.context import RunContext
+from compoundai_adapters.artifacts import library_versions, save_artifact
+from compoundai_adapters.common import TrainSettings, count_params, data_hash, load_model, use_bf16
+from compoundai_adapters.forgetting import general_text_tokens, perplexity
+from compoundai_adapters.loop import LossFn, train_loop
+
+
+@dataclass
+class StageRun:
+    config: TrainSettings
+    ctx: RunContext
+    model: Any
+    tokenizer: Any
+    bf16: bool
+    run_dir: Path
+    ppl_before: float | None = None
+    forgetting_ids: list[int] | None = None
+
+
+def start_stage(
+    config: TrainSettings, ctx: RunContext, model: Any = None, tokenizer: Any = None
+) -> StageRun:
+    """Load the model (unless given) and measure perplexity on general text before training."""
+    import torch
+
+    device = ctx.resolve_device()
+    torch.manual_seed(config.seed)  # LoRA's initial weights come from this stream
+    if model is None:
+        model, tokenizer = load_model(config, ctx, device)
+    bf16 = use_bf16(config, device)
+    run = StageRun(config, ctx, model, tokenizer, bf16, Path(config.output_dir))
+    run.run_dir.mkdir(parents=True, exist_ok=True)
+    if config.forgetting_texts:
+        run.forgetting_ids = general_text_tokens(
+            config.forgetting_texts, tokenizer, config.forgetting_tokens
+        )
+        run.ppl_before = perplexity(model, run.forgetting_ids, bf16=bf16)
+    return run
+
+
+def finish_stage(
+    run: StageRun,
+    batches: Sequence[dict[str, Any]],
+    loss_fn: LossFn,
+    *,
+    resume: bool,
+    data_files: list[str],
+    extra: dict[str, Any],
+) -> Path:
+    """Train, re-measure perplexity, save adapter + manifest; return the output directory."""
+    config = run.config
+    result = train_loop(
+        run.model,
+        batches,
+        loss_fn,
+        config,
+        run.run_dir,
+        bf16=run.bf16,
+        resume=resume,
+        progress=run.ctx.progress,
+    )
+    total, trainable = count_params(run.model)
+    metrics: dict[str, Any] = {
+        "final_loss": result.final_loss,
+        "first_loss": result.losses[0] if result.losses else None,
+        "steps": result.steps,
+        "tokens": result.tokens,
+        "train_seconds": round(result.seconds, 1),
+        "tokens_per_s": round(result.tokens_per_s, 1),
+        "mfu": round(result.mfu, 4),
+        "peak_flops": result.peak_flops,
+        "resumed_from_step": result.resumed_from,
+    }
+    if run.forgetting_ids is not None:
+        after = perplexity(run.model, run.forgetting_ids, bf16=run.bf16)
+        metrics["forgetting"] = {
+            "text": config.forgetting_texts,
+            "tokens": len(run.forgetting_ids),
+            "perplexity_before": round(run.ppl_before or 0.0, 3),
+            "perplexity_after": round(after, 3),
+            "ratio": round(after / run.ppl_before, 4) if run.ppl_before else None,
+        }
+    manifest = {
+        "format": "compoundai-adapter/1",
+        "stage": getattr(config, "stage", "unknown"),
+        "base_model": config.model,
+        "lora": config.lora.model_dump() if config.lora else None,
+        "parameters": {"base": total, "trainable": trainable},
+        "precision": "bf16-autocast" if run.bf16 else "fp32",
+        "data": {f: data_hash(f) for f in data_files},
+        "config": json.loads(config.model_dump_json()),
+        "metrics": metrics,
+        "losses": result.losses,
+        "versions": library_versions(),
+        **extra,
+    }
+    out = save_artifact(run.model, run.tokenizer, run.run_dir / "adapter", manifest)
+    (run.run_dir / "losses.json").write_text(json.dumps(result.losses))
+    return out

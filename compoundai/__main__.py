@@ -1,0 +1,5 @@
+"""`python -m compoundai` is the `compoundai` command."""
+
+from compoundai.cli import main
+
+main()

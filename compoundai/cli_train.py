@@ -1,0 +1,71 @@
+"""`compoundai train {pretrain,sft,dpo} CONFIG.yaml [--resume]`: thin commands over the stages.
+
+The same command runs unchanged under `accelerate launch` (multi-process / multi-GPU): the
+training loop reads the process rank and world size that accelerate sets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from compoundai.cli_common import _ctx, _errors_to_exit_codes
+
+
+@click.group()
+def train() -> None:
+    """Train an adapter: continued pretraining, SFT or DPO (LoRA by default)."""
+
+
+def _stage_command(stage: str, doc: str) -> click.Command:
+    @click.command(name=stage, help=doc)
+    @click.argument("config_file", type=click.Path(path_type=Path))
+    @click.option("--resume", is_flag=True, help="Continue from the last checkpoint.")
+    @click.pass_obj
+    @_errors_to_exit_codes
+    def command(obj: dict[str, Any], config_file: Path, resume: bool) -> None:
+        from compoundai_adapters.common import load_config
+
+        if stage == "sft":
+            from compoundai_adapters.sft import SFTConfig as Config
+            from compoundai_adapters.sft import run_sft as run
+        elif stage == "dpo":
+            from compoundai_adapters.dpo import DPOConfig as Config  # type: ignore[assignment]
+            from compoundai_adapters.dpo import run_dpo as run  # type: ignore[assignment]
+        else:
+            from compoundai_adapters.pretrain import PretrainConfig as Config  # type: ignore[assignment]
+            from compoundai_adapters.pretrain import run_pretrain as run  # type: ignore[assignment]
+        config = load_config(config_file, Config)
+        out = run(config, _ctx(obj), resume=resume)
+        if int(os.environ.get("RANK", "0")) != 0:
+            return
+        manifest = json.loads((out / "manifest.json").read_text())
+        m = manifest["metrics"]
+        click.echo(f"adapter: {out}")
+        click.echo(
+            f"steps {m['steps']}, tokens {m['tokens']}, {m['train_seconds']} s, "
+            f"{m['tokens_per_s']} tokens/s, MFU {m['mfu']:.1%}, "
+            f"loss {m['first_loss']} -> {m['final_loss']:.4f}"
+        )
+        if "forgetting" in m:
+            f = m["forgetting"]
+            click.echo(
+                f"forgetting check: general-text perplexity {f['perplexity_before']} -> "
+                f"{f['perplexity_after']} (x{f['ratio']})"
+            )
+        click.echo(json.dumps({"adapter": str(out), **m}, default=str))
+
+    return command
+
+
+train.add_command(
+    _stage_command("pretrain", "Continued pretraining (or from scratch) on documents.")
+)
+train.add_command(
+    _stage_command("sft", "Supervised fine-tuning on prompt/completion or chat rows.")
+)
+train.add_command(_stage_command("dpo", "DPO on chosen/rejected preference pairs."))

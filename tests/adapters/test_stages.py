@@ -1,0 +1,209 @@
+"""The training stages on a tiny random Llama: fast, and the mechanics checked for real."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from compoundai.context import RunContext
+from compoundai.errors import UserInputError
+from compoundai_adapters.common import load_config
+from compoundai_adapters.dpo import DPOConfig, preference_accuracy, preference_margins, run_dpo
+from compoundai_adapters.pretrain import PretrainConfig, run_pretrain
+from compoundai_adapters.sft import SFTConfig, run_sft, tokenize_chat
+from tests.adapters.conftest import write_jsonl
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return RunContext(cache_dir=tmp_path / "cache", progress=False)
+
+
+def sft_config(tmp_path, model_dir, **kw):
+    base = dict(
+        model=str(model_dir),
+        output_dir=str(tmp_path / "run"),
+        train_file=str(tmp_path / "train.jsonl"),
+        prompt_field="text",
+        completion_field="label",
+        max_steps=6,
+        tokens_per_batch=128,
+        learning_rate=1e-2,
+        save_every=3,
+        precision="fp32",
+    )
+    return SFTConfig(**{**base, **kw})
+
+
+def test_sft_lora_changes_every_trainable_parameter(tmp_path, tiny_model_dir, sft_rows, ctx):
+    write_jsonl(tmp_path / "train.jsonl", sft_rows)
+    config = sft_config(tmp_path, tiny_model_dir)
+    # what a fresh LoRA starts from, with the same seed as the run
+    from transformers import AutoModelForCausalLM
+
+    from compoundai_adapters.common import apply_lora
+
+    torch.manual_seed(0)
+    fresh = apply_lora(AutoModelForCausalLM.from_pretrained(tiny_model_dir), config.lora)
+    initial = {n: p.detach().clone() for n, p in fresh.named_parameters() if p.requires_grad}
+
+    out = run_sft(config, ctx)
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    assert saved and all("lora_" in k for k in saved)
+    assert not any("lm_head" in k or "embed_tokens" in k for k in saved)
+    trained_b = [k for k in saved if "lora_B" in k]
+    assert trained_b and all(saved[k].abs().sum() > 0 for k in trained_b)  # B starts at zero
+    n_lora_a = sum("lora_A" in n for n in initial)
+    changed_a = sum(
+        not torch.equal(saved[k], initial[n])
+        for n in initial
+        if "lora_A" in n
+        for k in saved
+        if k.replace(".weight", "") in n and "lora_A" in k
+    )
+    assert changed_a == n_lora_a
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stage"] == "sft" and manifest["base_model"] == str(tiny_model_dir)
+    assert manifest["metrics"]["steps"] == 6 and manifest["metrics"]["tokens_per_s"] > 0
+    assert len(manifest["data"]) == 1
+    config_json = json.loads((out / "adapter_config.json").read_text())
+    assert not config_json.get("modules_to_save")
+
+
+def test_full_finetune_changes_every_parameter(tmp_path, tiny_model_dir, sft_rows, ctx):
+    write_jsonl(tmp_path / "train.jsonl", sft_rows)
+    out = run_sft(sft_config(tmp_path, tiny_model_dir, lora=None, max_steps=3), ctx)
+    from transformers import AutoModelForCausalLM
+
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    unchanged = [n for n in before if torch.equal(before[n], after[n])]
+    assert unchanged == []
+
+
+def test_adapter_loads_with_plain_peft_and_merges(tmp_path, tiny_model_dir, sft_rows, ctx):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from compoundai_adapters.artifacts import merge_and_export
+
+    write_jsonl(tmp_path / "train.jsonl", sft_rows)
+    out = run_sft(sft_config(tmp_path, tiny_model_dir, max_steps=3), ctx)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        want = model(input_ids=ids).logits
+    merged = merge_and_export(out, tmp_path / "merged", ctx)
+    with torch.no_grad():
+        got = AutoModelForCausalLM.from_pretrained(merged)(input_ids=ids).logits
+    assert torch.allclose(want, got, atol=1e-4)
+
+
+def test_loss_only_on_answer_tokens(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    chat = [
+        {"role": "user", "content": "my card"},
+        {"role": "assistant", "content": "card_arrival"},
+    ]
+    seq = tokenize_chat(tok, chat)
+    answer = tok.decode([t for t, m in zip(seq.ids, seq.target, strict=True) if m])
+    assert answer == "card_arrival<|im_end|>"
+
+
+def test_bad_data_is_listed_with_lines(tmp_path, tiny_model_dir, ctx):
+    (tmp_path / "train.jsonl").write_text(
+        '{"text": "ok", "label": "a"}\n{"text": ""}\nnot json\n'
+        + json.dumps({"text": "long " * 400, "label": "a"})
+        + "\n"
+    )
+    with pytest.raises(UserInputError) as info:
+        run_sft(sft_config(tmp_path, tiny_model_dir), ctx)
+    text = str(info.value)
+    assert "train.jsonl:2: missing or empty field(s): text, label" in text
+    assert "train.jsonl:3: invalid JSON" in text
+    (tmp_path / "train.jsonl").write_text(json.dumps({"text": "long " * 400, "label": "a"}) + "\n")
+    with pytest.raises(UserInputError, match="over max_seq_len"):
+        run_sft(sft_config(tmp_path, tiny_model_dir, max_seq_len=64), ctx)
+    (tmp_path / "train.jsonl").write_text("")
+    with pytest.raises(UserInputError, match="holds no rows"):
+        run_sft(sft_config(tmp_path, tiny_model_dir), ctx)
+
+
+def test_config_problems_listed_and_paths_relative(tmp_path):
+    (tmp_path / "c.yaml").write_text("output_dir: run\ntrain_file: t.jsonl\nepochs: -1\nfoo: 1\n")
+    with pytest.raises(UserInputError) as info:
+        load_config(tmp_path / "c.yaml", SFTConfig)
+    fields = {p.field for p in info.value.problems}
+    assert {"epochs", "foo"} <= fields
+    (tmp_path / "c.yaml").write_text("output_dir: run\ntrain_file: t.jsonl\n")
+    config = load_config(tmp_path / "c.yaml", SFTConfig)
+    assert config.train_file == str(tmp_path / "t.jsonl")
+
+
+def test_dpo_raises_preference_accuracy(tmp_path, tiny_model_dir, ctx):
+    rows = [
+        {"prompt": f"question {i}", "chosen": "yes thank you", "rejected": "no go away"}
+        for i in range(8)
+    ]
+    write_jsonl(tmp_path / "pairs.jsonl", rows)
+    config = DPOConfig(
+        model=str(tiny_model_dir),
+        output_dir=str(tmp_path / "dpo"),
+        train_file=str(tmp_path / "pairs.jsonl"),
+        max_steps=8,
+        tokens_per_batch=256,
+        learning_rate=2e-2,
+        precision="fp32",
+        beta=0.5,
+    )
+    out = run_dpo(config, ctx)
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    before = preference_margins(base, tok, rows, config)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out)
+    after = preference_margins(tuned, tok, rows, config)
+    # DPO moves every pair's margin towards the chosen answer, relative to the reference
+    assert all(a > b for a, b in zip(after, before, strict=True))
+    assert 0.0 <= preference_accuracy(tuned, tok, rows, config) <= 1.0
+    losses = json.loads((out / "manifest.json").read_text())["losses"]
+    assert losses[-1] < losses[0]
+
+
+def test_pretrain_from_scratch_and_forgetting_check(tmp_path, tiny_model_dir, ctx):
+    (tmp_path / "doc.txt").write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    config = PretrainConfig(
+        model=str(tiny_model_dir),
+        output_dir=str(tmp_path / "pt"),
+        train_files=[str(tmp_path / "*.txt")],
+        lora=None,
+        max_steps=10,
+        max_seq_len=64,
+        tokens_per_batch=128,
+        learning_rate=5e-3,
+        precision="fp32",
+        init_config={
+            "model_type": "llama",
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+        },
+        forgetting_texts=str(tmp_path / "doc.txt"),
+        forgetting_tokens=300,
+    )
+    out = run_pretrain(config, ctx)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["from_scratch"] is True
+    f = manifest["metrics"]["forgetting"]
+    # trained on that very text: its perplexity must fall
+    assert f["perplexity_after"] < f["perplexity_before"]
+    assert manifest["losses"][-1] < manifest["losses"][0]
