@@ -80,3 +80,9 @@ def test_cli_run_banking_with_real_models(tmp_path, real_ctx):
     assert few["value"] >= 0.5
     assert few["value"] >= zero["value"]
     assert report["winner"] == "prompt/5-shot"
+    # the harness's other outputs, from the same run: paired difference, flips, verdict, HTML
+    assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    diff = next(d for d in report["comparisons"] if d["metric"] == "accuracy")
+    assert (diff["a"], diff["b"]) == ("prompt/5-shot", "prompt/zero-shot")
+    assert diff["a_better"] >= diff["b_better"] and diff["compared"] == 12
+    assert report["verdict"]["overall"] == report["winner"]

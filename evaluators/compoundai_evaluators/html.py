@@ -33,7 +33,8 @@ code{background:#eef1f5;padding:1px 4px;border-radius:3px}
 .chart{width:100%;height:auto;font-family:inherit}
 .chart .grid{stroke:#e6e8ec}.chart .zero{stroke:#1d2433;stroke-dasharray:4 3}
 .chart .tick{font-size:11px;fill:#5b6475}.chart .label{font-size:12.5px;fill:#1d2433}
-.chart .value{font-size:12px;fill:#1d2433}.chart .axis{font-size:12px;fill:#5b6475}
+.chart .value{font-size:12px;fill:#1d2433}.chart .value.inside{fill:#fff;font-weight:600}
+.chart .axis{font-size:12px;fill:#5b6475}
 .chart .whisker{stroke:#1d2433;stroke-width:1.6;fill:none}
 .chart .p95{stroke:#1d2433;stroke-width:2.5}
 footer{color:#5b6475;font-size:12.5px;margin-top:28px}
@@ -66,7 +67,10 @@ def _cards(report: Report) -> str:
     v = report.verdict
     cards = []
     winner = (v.overall if v else report.winner) or "none"
-    cards.append(f"<b>{escape(winner)}</b><span>winner on {escape(report.primary_metric)}</span>")
+    where = "" if v is None or v.constraints_met else ", <b class='bad'>breaks the constraints</b>"
+    cards.append(
+        f"<b>{escape(winner)}</b><span>winner on {escape(report.primary_metric)}{where}</span>"
+    )
     if v and v.tied_with_winner:
         cards.append(
             f"<b>{escape(v.cheapest_equivalent or '')}</b><span>cheapest lane tied with the "
@@ -177,7 +181,7 @@ def _verdict(report: Report) -> str:
     v = report.verdict
     if v is None:
         return ""
-    head = f"<b>Winner: {escape(v.overall)}</b>, the " if v.overall else "No winner: "
+    head = f"<b>Winner: {escape(v.overall)}</b>: " if v.overall else "No winner: "
     parts = [f"<p>{head}{escape(v.overall_note)}. {escape(v.router.note)}</p>"]
     if v.excluded:
         parts.append(

@@ -108,6 +108,7 @@ class Verdict(Strict):
     overall: str | None
     overall_note: str
     eligible: list[str]
+    constraints_met: bool = True  # False: no lane met them and `overall` ignores them
     excluded: dict[str, str] = Field(default_factory=dict)  # lane -> constraint it breaks
     tied_with_winner: list[str] = Field(default_factory=list)
     cheapest_equivalent: str | None = None

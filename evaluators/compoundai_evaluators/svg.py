@@ -61,6 +61,8 @@ def _axis(
     out = []
     for t in ticks:
         px = x(t)
+        if px < 0 or px > WIDTH:
+            continue
         out.append(
             f'<line x1="{px:.1f}" y1="{top}" x2="{px:.1f}" y2="{bottom}" class="grid"/>'
             f'<text x="{px:.1f}" y="{bottom + 14}" class="tick" text-anchor="middle">'
@@ -101,10 +103,14 @@ def interval_bars(title: str, bars: Sequence[Bar], lo: float = 0.0, hi: float = 
                 f'<path d="M{x0:.1f},{mid}H{x1:.1f}M{x0:.1f},{mid - 6}V{mid + 6}'
                 f'M{x1:.1f},{mid - 6}V{mid + 6}" class="whisker"/>'
             )
-        out.append(
-            f'<text x="{min(x(b.high or b.value) + 6, WIDTH - 40):.1f}" y="{mid + 4}" '
-            f'class="value">{b.value:.3f}</text>'
-        )
+        after = x(b.high if b.high is not None else b.value) + 6
+        if after > WIDTH - 50:  # no room on the right: write the value inside the bar
+            out.append(
+                f'<text x="{x(b.value) - 8:.1f}" y="{mid + 4}" '
+                f'text-anchor="end" class="value inside">{b.value:.3f}</text>'
+            )
+        else:
+            out.append(f'<text x="{after:.1f}" y="{mid + 4}" class="value">{b.value:.3f}</text>')
     return "\n".join([*out, "</svg>"])
 
 
@@ -123,7 +129,8 @@ def forest(title: str, bars: Sequence[Bar], left: int = 300) -> str:
     def x(v: float) -> float:
         return left + (v - lo) / (hi - lo) * span
 
-    out = _open(title, height) + _axis(nice_ticks(lo, hi), x, top, bottom, "+.2f")
+    ticks = [t for t in nice_ticks(lo, hi) if lo <= t <= hi]
+    out = _open(title, height) + _axis(ticks, x, top, bottom, "+.2f")
     out.append(f'<line x1="{x(0):.1f}" y1="{top}" x2="{x(0):.1f}" y2="{bottom}" class="zero"/>')
     for i, b in enumerate(bars):
         mid = top + i * ROW + 15

@@ -5,9 +5,11 @@ Rules, in the order a reader would check them:
   interval of its difference against the runner-up excludes zero.
 - **overall**: the best lane on the primary metric among those that meet the task's
   constraints (p95 latency within `max_latency_ms`, total cost within `budget_usd`, no remote
-  generator when `local_only`). Ties on the value go to the cheaper, then the faster lane.
-  Lanes statistically tied with the winner are listed, with the cheapest of them, because
-  "5-shot wins by 0.01 inside the noise" and "5-shot wins" are different news.
+  generator when `local_only`); when none does, the best lane regardless, with
+  `constraints_met: false` and every breach listed. Ties on the value go to the cheaper,
+  then the faster lane. Lanes statistically tied with the winner are listed, with the
+  cheapest of them, because "5-shot wins by 0.01 inside the noise" and "5-shot wins" are
+  different news.
 - **router**: the router's top lane family against the winner's family; when the router's
   family lost only inside the noise, the note says so.
 - **release gate** (fine-tuned lanes, `finetune` and `compound`): ships only if it beats
@@ -200,7 +202,12 @@ def decide_verdict(
     if overall:
         note = f"best {primary_metric} among the lanes that meet the task's constraints"
     elif scored:
-        note = "no lane meets the task's constraints; see `excluded`"
+        # Still name the best lane, but say loudly that it breaks the constraints.
+        eligible, overall = scored, scored[0].name
+        note = (
+            f"no lane meets the task's constraints (see `excluded`); best {primary_metric} "
+            "regardless of them"
+        )
     else:
         note = "no lane was scored"
     tied, cheapest = [], overall
@@ -219,7 +226,8 @@ def decide_verdict(
         primary_metric=primary_metric,
         overall=overall,
         overall_note=note,
-        eligible=[r.name for r in eligible],
+        eligible=[r.name for r in eligible if r.name not in excluded],
+        constraints_met=not scored or any(r.name not in excluded for r in scored),
         excluded=excluded,
         tied_with_winner=tied,
         cheapest_equivalent=cheapest,

@@ -203,3 +203,14 @@ def test_llm_judge_through_the_openai_client(judge_server):
     assert len(JudgeHandler.seen) == 8  # memoised: stats and flips share one call per case
     assert JudgeHandler.seen[0]["model"] == "judge-model"
     assert "REFERENCE" in JudgeHandler.seen[0]["messages"][-1]["content"]
+
+
+def test_when_no_lane_meets_the_constraints_the_best_is_named_and_flagged():
+    cases = make_cases(60)
+    comparison = compare(make_systems(cases), cases, ["accuracy"])
+    v = decide_verdict(
+        comparison.lanes, comparison.differences, "accuracy", "prompt", {"max_latency_ms": 1}
+    )
+    assert v.overall == v.per_metric[0].lane == "finetune" and not v.constraints_met
+    assert len(v.excluded) == 5 and v.eligible == []
+    assert "no lane meets" in v.overall_note
