@@ -74,7 +74,7 @@ class SentenceTransformerEmbedder:
 
     def token_length(self, text: str) -> int:
         """How many of this model's tokens `text` is (no special tokens): the chunk ruler."""
-        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

@@ -41,6 +41,7 @@ from compoundai_retrievers.index import ChromaIndex
 from compoundai_retrievers.loaders import LoaderConfig, SourceDocument, discover, load_file
 
 Cleanup = Literal["none", "scoped", "full"]
+EMBED_SLICE = 1024  # chunks embedded and written per step inside a batch
 
 
 class FileError(BaseModel):
@@ -145,20 +146,21 @@ def ingest_documents(
             group.append(source)
             size += len(chunks)
             if size >= batch_size:
-                _sync_group(index, {s: by_source[s] for s in group}, report)
-                bar.update(size)
+                _sync_group(index, {s: by_source[s] for s in group}, report, bar)
                 group, size = [], 0
         if group:
-            _sync_group(index, {s: by_source[s] for s in group}, report)
-            bar.update(size)
+            _sync_group(index, {s: by_source[s] for s in group}, report, bar)
     report.chunks = index.count()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
 
 def _sync_group(
-    index: ChromaIndex, by_source: dict[str, list[Chunk]], report: IngestReport
+    index: ChromaIndex, by_source: dict[str, list[Chunk]], report: IngestReport, bar: Any
 ) -> None:
+    """Write what is new in these sources (longest texts first, in slices), then delete
+    what is stale: see the module docstring for why in that order."""
+    unchanged_before = report.unchanged
     existing = index.records_of(list(by_source))
     known_sources = {m.get("source") for m in existing.values()}
     to_write: list[Chunk] = []
@@ -178,14 +180,19 @@ def _sync_group(
                 report.unchanged += 1
                 if old != chunk.record_metadata():
                     moved.append(chunk)
-    if to_write:
-        vectors = _vectors_for(index, to_write, report)
+    bar.update(report.unchanged - unchanged_before)
+    # Sorted by length, so each embedding batch pads little; sliced, so the bar moves and a
+    # killed run keeps what it embedded.
+    to_write.sort(key=lambda c: len(c.text), reverse=True)
+    for start in range(0, len(to_write), EMBED_SLICE):
+        part = to_write[start : start + EMBED_SLICE]
         index.write(
-            [c.id for c in to_write],
-            vectors,
-            [c.text for c in to_write],
-            [c.record_metadata() for c in to_write],
+            [c.id for c in part],
+            _vectors_for(index, part, report),
+            [c.text for c in part],
+            [c.record_metadata() for c in part],
         )
+        bar.update(len(part))
     if moved:
         index.update_metadata([c.id for c in moved], [c.record_metadata() for c in moved])
     stale = [rid for rid in existing if rid not in keep]
