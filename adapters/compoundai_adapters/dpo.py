@@ -20,7 +20,7 @@ from pydantic import Field
 from compoundai.context import RunContext
 from compoundai.errors import Problem, UserInputError
 from compoundai_adapters.common import TrainSettings, read_jsonl_rows
-from compoundai_adapters.packing import Tokenized, pack, target_logprobs
+from compoundai_adapters.packing import Tokenized, pack, target_head, target_logprobs
 from compoundai_adapters.sft import render_chat
 from compoundai_adapters.stage import finish_stage, start_stage
 
@@ -77,11 +77,11 @@ def pair_sequences(
     return seqs
 
 
-def sequence_logprobs(model: Any, batch: dict[str, Any]) -> Any:
-    """Summed answer log-probability of each sequence packed in the row, `(n_seqs,)`."""
+def sequence_logprobs(head: Any, batch: dict[str, Any]) -> Any:
+    """Summed answer log-probability of each sequence in the batch, `(n_seqs,)`."""
     import torch
 
-    logp = target_logprobs(model, batch)
+    logp = target_logprobs(head, batch)
     sums = torch.zeros(batch["n_seqs"], dtype=logp.dtype, device=logp.device)
     return sums.index_add(0, batch["keep_seq"].to(logp.device), logp)
 
@@ -92,15 +92,16 @@ def attach_reference(model: Any, batches: list[dict[str, Any]], bf16: bool) -> N
 
     disabled = model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
     with torch.inference_mode(), disabled, torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        head = target_head(model)
         for batch in batches:
-            batch["ref_logps"] = sequence_logprobs(model, batch).float().clone()
+            batch["ref_logps"] = sequence_logprobs(head, batch).float().clone()
 
 
 def dpo_loss_fn(beta: float) -> Any:
-    def loss_fn(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    def loss_fn(head: Any, batch: dict[str, Any]) -> tuple[Any, int]:
         import torch.nn.functional as F
 
-        logps = sequence_logprobs(model, batch)
+        logps = sequence_logprobs(head, batch)
         ratios = logps - batch["ref_logps"]
         margin = ratios[0::2] - ratios[1::2]  # chosen minus rejected, pair by pair
         return -F.logsigmoid(beta * margin).mean(), int(margin.numel())
@@ -120,7 +121,9 @@ def run_dpo(config: DPOConfig, ctx: RunContext | None = None, *, resume: bool = 
     rows = read_jsonl_rows(config.train_file, fields)[: config.limit]
     run = start_stage(config, ctx)
     seqs = pair_sequences(rows, config, run.tokenizer, config.train_file)
-    batches = pack(seqs, config.tokens_per_batch, config.seed)
+    batches = pack(
+        seqs, config.tokens_per_batch, config.seed, config.max_seq_len, run.tokenizer.pad_token_id
+    )
     attach_reference(run.model, batches, run.bf16)
     return finish_stage(
         run,
@@ -142,10 +145,11 @@ def preference_margins(
         rows, config.model_copy(update={"on_long_rows": "skip"}), tokenizer, "eval"
     )
     margins = []
+    head = target_head(model)
     with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         for i in range(0, len(seqs), 2):
-            batch = pack(seqs[i : i + 2], 10**9, 0)[0]
-            chosen, rejected = sequence_logprobs(model, batch).tolist()
+            batch = pack(seqs[i : i + 2], 10**9, 0, config.max_seq_len)[0]
+            chosen, rejected = sequence_logprobs(head, batch).tolist()
             margins.append(chosen - rejected)
     return margins
 

@@ -23,8 +23,10 @@ from typing import Any
 
 from compoundai_adapters.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from compoundai_adapters.common import TrainSettings, count_params, measure_peak_flops
+from compoundai_adapters.packing import target_head
 
-# loss_fn(model, batch) -> (loss averaged over target tokens, number of target tokens)
+# loss_fn(head, batch) -> (loss averaged over target tokens, number of target tokens), where
+# head is `packing.target_head(model)` (possibly DDP-wrapped)
 LossFn = Callable[[Any, dict[str, Any]], tuple[Any, int]]
 
 
@@ -81,9 +83,11 @@ def train_loop(
         from accelerate import Accelerator
 
         accelerator = Accelerator(cpu=not torch.cuda.is_available())
-        model = accelerator.prepare_model(model)
     main = rank == 0
     device = next(model.parameters()).device
+    head = target_head(model)  # the loss runs through this; DDP wraps it, not the bare LM
+    if accelerator is not None:
+        head = accelerator.prepare_model(head)
     per_epoch = max(1, len(batches) // world)
     total = settings.max_steps or max(1, math.ceil(per_epoch * settings.epochs))
     warmup = int(total * settings.warmup_ratio)
@@ -99,14 +103,14 @@ def train_loop(
         if ckpt is None:
             log(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
         else:
-            state = load_checkpoint(ckpt, _unwrap(model), optimizer)
+            state = load_checkpoint(ckpt, model, optimizer)
             start_step = int(state["step"])
             result.losses = list(state.get("losses", []))
             result.tokens = int(state.get("tokens", 0))
             result.resumed_from = start_step
             log(f"resumed from {ckpt.name} (step {start_step} of {total})")
 
-    n_params, _ = count_params(_unwrap(model))
+    n_params, _ = count_params(model)
     result.peak_flops = measure_peak_flops(bf16)
     bar = None
     if progress and main:
@@ -124,7 +128,7 @@ def train_loop(
             group["lr"] = settings.learning_rate * lr_factor(step, total, warmup, settings.schedule)
         inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = loss_fn(model, inputs)
+            loss, _ = loss_fn(head, inputs)
         if not torch.isfinite(loss):
             raise RuntimeError(f"loss is {loss.item()} at step {step}: lower the learning rate")
         loss.backward()
@@ -143,7 +147,7 @@ def train_loop(
             save_checkpoint(
                 run_dir,
                 step + 1,
-                _unwrap(model),
+                model,
                 optimizer,
                 {"losses": result.losses, "tokens": result.tokens + tokens_this_run},
                 settings.keep_checkpoints,
@@ -161,7 +165,3 @@ def train_loop(
     if accelerator is not None:
         accelerator.wait_for_everyone()
     return result
-
-
-def _unwrap(model: Any) -> Any:
-    return getattr(model, "module", model)

@@ -109,7 +109,9 @@ def run_pretrain(
         model, tokenizer = scratch_model(config, ctx)
     run = start_stage(config, ctx, model, tokenizer)
     seqs = blocks(texts, run.tokenizer, config.max_seq_len)
-    batches = pack(seqs, config.tokens_per_batch, config.seed)
+    batches = pack(
+        seqs, config.tokens_per_batch, config.seed, config.max_seq_len, run.tokenizer.pad_token_id
+    )
     return finish_stage(
         run,
         batches,

@@ -139,7 +139,9 @@ def run_sft(config: SFTConfig, ctx: RunContext | None = None, *, resume: bool = 
     rows = read_jsonl_rows(config.train_file, required)[: config.limit]
     run: StageRun = start_stage(config, ctx)
     seqs = sft_sequences(rows, config, run.tokenizer, config.train_file)
-    batches = pack(seqs, config.tokens_per_batch, config.seed)
+    batches = pack(
+        seqs, config.tokens_per_batch, config.seed, config.max_seq_len, run.tokenizer.pad_token_id
+    )
     return finish_stage(
         run,
         batches,

@@ -207,3 +207,13 @@ def test_pretrain_from_scratch_and_forgetting_check(tmp_path, tiny_model_dir, ct
     # trained on that very text: its perplexity must fall
     assert f["perplexity_after"] < f["perplexity_before"]
     assert manifest["losses"][-1] < manifest["losses"][0]
+
+
+def test_shipped_sft_config_validates():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "banking77" / "sft.yaml"
+    config = load_config(path, SFTConfig)
+    assert Path(config.train_file).is_file()
+    assert Path(config.forgetting_texts).is_file()
+    assert config.lora is not None and config.lora.target_modules == "all-linear"
