@@ -120,7 +120,11 @@ def run_ours(docs: list[SourceDocument], ctx: RunContext, folder: Path) -> dict[
     started = time.perf_counter()
     embedder = SentenceTransformerEmbedder(ctx=ctx)
     index = ChromaIndex.open(
-        folder, collection=f"ours-{uuid.uuid4().hex[:8]}", embedder=embedder, chunking=CHUNKING
+        folder,
+        collection=f"ours-{uuid.uuid4().hex[:8]}",
+        embedder=embedder,
+        chunking=CHUNKING,
+        ctx=ctx,
     )
     loaded = time.perf_counter()
     report = ingest_documents(docs, index)
