@@ -12,15 +12,25 @@ decides how an answer is produced:
 from __future__ import annotations
 
 import difflib
+import hashlib
+import importlib
 import json
+import os
+import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from compoundai.context import RunContext
 from compoundai.data import Example
-from compoundai.generators.base import Chat, GenerationConfig, Generator, Scorer
+from compoundai.errors import RunTimeFailure, UserInputError
+from compoundai.generators.base import Chat, Generation, GenerationConfig, Generator, Scorer
+
+if TYPE_CHECKING:
+    from compoundai.task import Task
 
 
 @dataclass
@@ -88,6 +98,8 @@ class CompoundSystem:
     'b'
     """
 
+    kind = "compound"  # what `load` rebuilds from system.json (see `SYSTEM_KINDS`)
+
     def __init__(
         self,
         name: str,
@@ -101,6 +113,7 @@ class CompoundSystem:
         generation: GenerationConfig | None = None,
         ctx: RunContext | None = None,
         info: dict[str, Any] | None = None,
+        contract_in_prompt: bool = True,
     ) -> None:
         self.name = name
         self.lane = lane
@@ -114,12 +127,18 @@ class CompoundSystem:
         )
         self.ctx = ctx or RunContext()
         self.info = info or {}
+        # A fine-tuned adapter learnt the contract from its training answers; its prompt is the
+        # instructions alone, exactly as in training (no 77-label list to read every time).
+        self.contract_in_prompt = contract_in_prompt
+        # Set by `load` (and kept by a later `save`): the router's decision and the provenance.
+        self.decision: dict[str, Any] | None = None
+        self.provenance: dict[str, Any] | None = None
 
     # -- prompts ---------------------------------------------------------------------------
 
     def prompts(self, inputs: Sequence[str]) -> list[Chat]:
         """The chat prompt for each input: system contract, demonstrations as turns, query."""
-        system = f"{self.instructions}\n\n{self.contract.describe()}"
+        system = self.system_message()
         demos: list[list[Example]] = [[] for _ in inputs]
         if self.demos is not None and self.shots:
             demos = self.demos.nearest(inputs, self.shots)
@@ -133,13 +152,21 @@ class CompoundSystem:
             chats.append(chat)
         return chats
 
+    def system_message(self) -> str:
+        if not self.contract_in_prompt:
+            return self.instructions
+        return f"{self.instructions}\n\n{self.contract.describe()}"
+
     # -- running ---------------------------------------------------------------------------
 
     def invoke(self, text: str) -> Answer:
         return self.batch([text])[0]
 
     def batch(self, inputs: Sequence[str]) -> list[Answer]:
-        chats = self.prompts(inputs)
+        return self.answer(self.prompts(inputs))
+
+    def answer(self, chats: list[Chat]) -> list[Answer]:
+        """Answer prompts already built: label likelihood, or generate and parse."""
         if self.contract.type == "labels" and isinstance(self.generator, Scorer):
             return self._choose_labels(chats)
         started = time.perf_counter()
@@ -184,6 +211,365 @@ class CompoundSystem:
         from tqdm.auto import tqdm
 
         return tqdm(items, desc=f"{self.name}: score labels", unit="case", leave=False)
+
+    # -- save / load -----------------------------------------------------------------------
+
+    def save(self, path: str | Path, *, task: Task | None = None, decision: Any = None) -> Path:
+        """Write the system into one versioned directory that `load` turns back into it.
+
+        `system.json` (format version, template, contract, generator reference, decision,
+        provenance), `demos.jsonl` when it has demonstrations, `adapter/` (a copy) when
+        `info["adapter"]` is set, and whatever the lane adds (the rag lane: its index records).
+        Only JSON, JSONL and safetensors are written. An existing system directory at `path` is
+        replaced as a whole; any other non-empty directory is refused.
+
+        >>> system.save("out/system", task=task, decision=decision)  # doctest: +SKIP
+        """
+        target = Path(path).expanduser()
+        _check_target(target)
+        tmp = target.parent / f".{target.name}.partial-{os.getpid()}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        try:
+            spec = self._spec(tmp)
+            if decision is not None:
+                spec["decision"] = _plain_json(
+                    decision.model_dump() if hasattr(decision, "model_dump") else decision
+                )
+            else:
+                spec["decision"] = self.decision
+            if task is not None:
+                spec["provenance"] = provenance(task, self.ctx)
+            else:
+                spec["provenance"] = self.provenance or {
+                    "versions": _versions(),
+                    "created": _now(),
+                }
+            text = json.dumps(spec, indent=2, ensure_ascii=False)
+            (tmp / SYSTEM_FILE).write_text(text + "\n", encoding="utf-8")
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(
+        cls, path: str | Path, ctx: RunContext | None = None, *, generator: Generator | None = None
+    ) -> CompoundSystem:
+        """The system saved in `path`, ready to `invoke`.
+
+        The generator is rebuilt from its reference (a local model with the saved adapter, or
+        an OpenAI-compatible server); pass `generator=` (or put one in `ctx.clients`) to
+        override it, which a system saved with a custom generator requires.
+
+        >>> CompoundSystem.load("out/system").invoke("my card has not arrived")  # doctest: +SKIP
+        """
+        folder = Path(path).expanduser()
+        spec = read_system_spec(folder)
+        ctx = ctx or RunContext()
+        kind = spec.get("kind", "compound")
+        if kind not in SYSTEM_KINDS:
+            raise UserInputError(
+                f"{folder / SYSTEM_FILE}: unknown system kind {kind!r}",
+                hint="it was written by another version of compoundai; rebuild it",
+            )
+        module, qualname = SYSTEM_KINDS[kind]
+        klass = getattr(importlib.import_module(module), qualname)
+        info = dict(spec.get("info") or {})
+        gen_ref = dict(spec["generator"])
+        if gen_ref.get("adapter"):
+            info["adapter"] = str(folder / gen_ref["adapter"])
+        info["system_dir"] = str(folder)
+        demos = None
+        if spec.get("demos"):
+            from compoundai_retrievers.embedders import make_embedder
+
+            examples = [
+                Example(str(r["id"]), r["input"], r.get("output"))
+                for r in _read_jsonl(folder / spec["demos"]["file"])
+            ]
+            demos = DemoBank(examples, make_embedder(spec["demos"]["embedder"], ctx))
+        generation = dict(spec.get("generation") or {})
+        generation["stop"] = tuple(generation.get("stop") or ())
+        kwargs: dict[str, Any] = {
+            "name": spec["name"],
+            "lane": spec["lane"],
+            "instructions": spec["instructions"],
+            "contract": OutputContract(**spec["contract"]),
+            "generator": generator or load_generator(gen_ref, folder, ctx),
+            "demos": demos,
+            "shots": int(spec.get("shots", 0)),
+            "generation": GenerationConfig(**generation),
+            "ctx": ctx,
+            "info": info,
+            "contract_in_prompt": bool(spec.get("contract_in_prompt", True)),
+        }
+        system: CompoundSystem = klass._restore(kwargs, spec, folder, ctx)
+        system.decision = spec.get("decision")
+        system.provenance = spec.get("provenance")
+        return system
+
+    def _spec(self, folder: Path) -> dict[str, Any]:
+        """system.json's content; writes the files it refers to into `folder`."""
+        gen_ref = generator_reference(self.generator, self.info, self.ctx)
+        info = _plain_json(self.info)
+        for key in ("system_dir",):
+            info.pop(key, None)
+        if gen_ref.pop("copy_base", None):
+            _copy_safe(Path(gen_ref["model"]), folder / "base_model")
+            gen_ref["copied_from"], gen_ref["model"] = gen_ref["model"], "base_model"
+            gen_ref["model_in_system"] = True
+        if self.info.get("adapter"):
+            source = Path(str(self.info["adapter"]))
+            if not (source / "adapter_model.safetensors").is_file():
+                raise RunTimeFailure(
+                    f"cannot save the adapter {source}: no adapter_model.safetensors there"
+                )
+            _copy_safe(source, folder / "adapter")
+            gen_ref["adapter"] = "adapter"
+            info["adapter"] = "adapter"
+            info["adapter_copied_from"] = str(source)
+        demos = None
+        if self.demos is not None:
+            rows = [{"id": e.id, "input": e.input, "output": e.output} for e in self.demos.examples]
+            _write_jsonl(folder / "demos.jsonl", rows)
+            demos = {
+                "file": "demos.jsonl",
+                "count": len(rows),
+                "embedder": self.demos.embedder.name,
+            }
+        return {
+            "format": SYSTEM_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "name": self.name,
+            "lane": self.lane,
+            "instructions": self.instructions,
+            "contract": asdict(self.contract),
+            "contract_in_prompt": self.contract_in_prompt,
+            "shots": self.shots,
+            "generation": _plain_json(asdict(self.generation)),
+            "generator": gen_ref,
+            "demos": demos,
+            "info": info,
+            **self._save_parts(folder),
+        }
+
+    def _save_parts(self, folder: Path) -> dict[str, Any]:
+        """What a subclass adds to system.json (and writes beside it); nothing here."""
+        return {}
+
+    @classmethod
+    def _restore(
+        cls, kwargs: dict[str, Any], spec: dict[str, Any], folder: Path, ctx: RunContext
+    ) -> CompoundSystem:
+        """Build the object from `load`'s common arguments; subclasses read their parts."""
+        return cls(**kwargs)
+
+
+# -- the saved-system format ---------------------------------------------------------------
+
+SYSTEM_FORMAT = "compoundai-system"
+FORMAT_VERSION = 1
+SYSTEM_FILE = "system.json"
+# `kind` in system.json -> the class `load` rebuilds (a closed list: no import by file content).
+SYSTEM_KINDS = {
+    "compound": ("compoundai.system", "CompoundSystem"),
+    "rag": ("compoundai.lanes.rag", "RagSystem"),
+}
+# Never copied into a system directory: pickles and other opaque binaries.
+_SAFE_SUFFIXES = {".json", ".jsonl", ".safetensors", ".txt", ".md", ".jinja"}
+
+
+def read_system_spec(folder: Path) -> dict[str, Any]:
+    """system.json of a saved system, checked for its format and version."""
+    path = folder / SYSTEM_FILE
+    if not path.is_file():
+        raise UserInputError(
+            f"{folder} is not a compoundai system (no {SYSTEM_FILE})",
+            hint="build one with `compoundai build TASK.yaml -o SYSTEM_DIR`",
+        )
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(spec, dict) or spec.get("format") != SYSTEM_FORMAT:
+        raise UserInputError(f"{path} is not a compoundai system file")
+    version = spec.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserInputError(
+            f"{path} has format version {version!r}; this compoundai reads up to {FORMAT_VERSION}",
+            hint="upgrade compoundai, or rebuild the system with this version",
+        )
+    return spec
+
+
+class NoGenerator:
+    """The generator slot of a system that never generates (the rag lane's kNN vote)."""
+
+    name = "none"
+
+    def generate(
+        self, prompts: Sequence[Chat], config: GenerationConfig | None = None
+    ) -> list[Generation]:
+        raise RunTimeFailure("this system answers without a generator; it cannot generate")
+
+
+def generator_reference(generator: Any, info: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+    """How to rebuild the generator: a local model (name or path) or a server + model."""
+    if isinstance(generator, NoGenerator):
+        return {"backend": "none"}
+    kind = type(generator).__name__
+    if kind == "OpenAIGenerator":
+        return {
+            "backend": "openai",
+            "model": generator.name,
+            "base_url": getattr(generator, "base_url", None),
+        }
+    if kind == "LocalGenerator":
+        model = str(info.get("base_model") or generator.name)
+        ref: dict[str, Any] = {"backend": "local", "model": model}
+        path = Path(model)
+        # A model derived during the build (e.g. the SFT-merged base that DPO trained on)
+        # lives in the cache, which may be cleared: it travels with the system.
+        if path.is_dir() and _inside(path, ctx.cache_dir) and not _inside(path, ctx.models_dir):
+            ref["copy_base"] = True
+        return ref
+    return {
+        "backend": "custom",
+        "model": getattr(generator, "name", ""),
+        "class": f"{type(generator).__module__}.{type(generator).__qualname__}",
+    }
+
+
+def load_generator(ref: dict[str, Any], folder: Path, ctx: RunContext) -> Generator:
+    """The generator a saved system refers to (`generator_reference`'s inverse)."""
+    backend = ref.get("backend")
+    if backend == "none":
+        return NoGenerator()
+    if backend == "openai":
+        from compoundai.generators.openai_backend import OpenAIGenerator
+
+        return OpenAIGenerator(ref["model"], base_url=ref.get("base_url"))
+    if backend == "local":
+        from compoundai.generators.local import LocalGenerator
+
+        model = str(folder / ref["model"]) if ref.get("model_in_system") else ref["model"]
+        adapter = folder / ref["adapter"] if ref.get("adapter") else None
+        return LocalGenerator(model, ctx=ctx, adapter=adapter)
+    injected = ctx.clients.get("generator")
+    if injected is not None:
+        return injected
+    raise UserInputError(
+        f"the system in {folder} was saved with a custom generator ({ref.get('class')})",
+        hint="pass generator=... to CompoundSystem.load (or put one in ctx.clients)",
+    )
+
+
+def provenance(task: Task, ctx: RunContext | None = None) -> dict[str, Any]:
+    """What a system was built from: the task file and data, hashed, and the versions."""
+    data: dict[str, Any] = {}
+    for split, rows in sorted(task.examples.items()):
+        data[f"examples.{split}"] = {
+            "n": len(rows),
+            "sha256": _digest([[e.id, e.input, e.output] for e in rows]),
+        }
+    for split, pairs in sorted(task.preferences.items()):
+        data[f"preferences.{split}"] = {
+            "n": len(pairs),
+            "sha256": _digest([[p.id, p.prompt, p.chosen, p.rejected] for p in pairs]),
+        }
+    if task.documents:
+        data["documents"] = {
+            "n": len(task.documents),
+            "sha256": _digest([[p.name, file_sha256(p)] for p in task.documents]),
+        }
+    return {
+        "task": task.name,
+        "task_file": str(task.path.resolve()),
+        "task_sha256": file_sha256(task.path),
+        "data": data,
+        "seed": (ctx or RunContext()).seed,
+        "versions": _versions(),
+        "created": _now(),
+    }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _digest(value: Any) -> str:
+    blob = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    from compoundai.run import versions
+
+    return versions()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _plain_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, ensure_ascii=False, default=str))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _check_target(target: Path) -> None:
+    if target.exists() and not target.is_dir():
+        raise UserInputError(f"{target} is a file; give a directory for the system")
+    if target.is_dir() and any(target.iterdir()) and not (target / SYSTEM_FILE).is_file():
+        raise UserInputError(
+            f"{target} is not empty and holds no compoundai system; refusing to overwrite it",
+            hint="choose a new or empty directory",
+        )
+
+
+def _copy_safe(source: Path, dest: Path) -> None:
+    """Copy a model or adapter folder, JSON/text/safetensors files only (no pickles)."""
+    if not source.is_dir():
+        raise RunTimeFailure(f"cannot copy {source} into the system: not a directory")
+    for file in sorted(source.rglob("*")):
+        rel = file.relative_to(source)
+        if not file.is_file() or rel.parts[0] in {"checkpoints"} or file.name.startswith("."):
+            continue
+        if file.suffix.lower() not in _SAFE_SUFFIXES:
+            continue
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(file, dest / rel)
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UserInputError(f"cannot read {path}: {exc.strerror}") from None
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def _count_tokens(generator: Any, chat: Chat) -> int:

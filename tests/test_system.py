@@ -75,4 +75,4 @@ def test_lane_names(fake_ctx):
         lanes_for(["magic"])
     task = load_task(BANKING)
     with pytest.raises(LaneNotBuiltError, match="not built yet"):
-        lanes_for(["rag"])[0].build(task, fake_ctx)
+        lanes_for(["compound"])[0].build(task, fake_ctx)

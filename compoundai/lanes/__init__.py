@@ -12,6 +12,7 @@ from typing import Protocol
 from compoundai.context import RunContext
 from compoundai.errors import LaneNotBuiltError, UserInputError
 from compoundai.lanes.prompt import PromptLane
+from compoundai.lanes.rag import RagLane
 from compoundai.router import LANES
 from compoundai.system import CompoundSystem
 from compoundai.task import Task
@@ -38,7 +39,7 @@ class NotBuiltLane:
         )
 
 
-def lanes_for(names: list[str]) -> list[Lane]:
+def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
     """Lane objects for the given names, in order; unknown names are a user error."""
     unknown = [n for n in names if n not in LANES]
     if unknown:
@@ -49,9 +50,11 @@ def lanes_for(names: list[str]) -> list[Lane]:
     for name in names:
         if name == "prompt":
             lanes += [PromptLane(shots=0), PromptLane(shots=5)]
+        elif name == "rag":
+            lanes += RagLane.variants(task)
         else:
             lanes.append(NotBuiltLane(name))
     return lanes
 
 
-__all__ = ["Lane", "NotBuiltLane", "PromptLane", "lanes_for"]
+__all__ = ["Lane", "NotBuiltLane", "PromptLane", "RagLane", "lanes_for"]
