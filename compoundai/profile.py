@@ -1,15 +1,30 @@
 """`profile(task) -> TaskProfile`: the measured signals the router decides on.
 
 Every field is something counted or read from the task and its data, never a guess, so each
-reason in a `Decision` can cite a number the user can check. Signals that need a model
-(answer/corpus overlap with embeddings, probe bake-offs) are computed by the lanes issue's
-probe mode; this module stays cheap enough to run on every `decide`.
+reason in a `Decision` can cite a number the user can check. The one estimate is tokens, at
+`CHARS_PER_TOKEN` characters a token (the tokenizer is not loaded). Nothing here loads a model:
+the answer/corpus signal is lexical (`answer_overlap`), cheap enough to run on every `decide`;
+signals that need a model (semantic overlap, probe bake-offs) belong to a probe mode.
+
+How `answer_overlap` is measured: the documents are read as the RAG index reads them (JSONL
+rows, text, Markdown, HTML, PDF) and cut into passages (paragraphs, at most `PASSAGE_CHARS`
+characters). For up to `MAX_ANSWERS` reference answers of the dev split (the train split when
+there is no dev split; empty answers, i.e. unanswerable questions, are skipped), the answer's
+content words (lower-cased, common function words dropped) are looked up in every passage;
+an answer's overlap is the share of its words found together in its best passage, and
+`answer_overlap` is the mean over answers. `answer_verbatim` is the share of answers found
+word for word (case and spacing ignored) in some passage. Both are measured only for
+free-text outputs: labels and JSON objects are not facts to look up.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,6 +35,18 @@ from compoundai.task import Task
 # Known context windows of the bundled generators, used before the model is pulled.
 _BUNDLED_CONTEXT = {"smollm2-135m-instruct": 8192}
 CHARS_PER_TOKEN = 4.0  # a rough, documented estimate; the tokenizer is not loaded here
+PASSAGE_CHARS = 2000  # longer paragraphs are cut into pieces this long for `answer_overlap`
+MAX_ANSWERS = 200  # the first N non-empty reference answers are measured
+_WORD = re.compile(r"\w+")
+_STOPWORDS = frozenset(
+    re.findall(
+        r"\w+",
+        """a an the and or but of to in on at by for with from as is are was were be been being
+        it its this that these those i you he she we they me him her us them my your his our
+        their what which who whom whose when where why how not no yes do does did so than then
+        there here if into over about also can could would should will shall may might must""",
+    )
+)
 
 
 class TaskProfile(BaseModel):
@@ -34,10 +61,17 @@ class TaskProfile(BaseModel):
     n_train: int = 0
     n_dev: int = 0
     n_test: int = 0
-    n_preference_pairs: int = 0
+    n_schema_fields: int = 0
+    n_preference_pairs: int = 0  # training pairs: what DPO would learn from
+    n_preference_heldout: int = 0
     n_documents: int = 0
+    n_passages: int = 0
     corpus_tokens: int = 0
     examples_tokens: int = 0
+    answer_overlap: float | None = None
+    answer_verbatim: float | None = None
+    answers_measured: int = 0
+    unanswerable_share: float | None = None
     context_window: int = 2048
     context_window_source: str = "assumed"
     knowledge_freshness: str = "static"
@@ -81,18 +115,24 @@ def profile(task: Task, ctx: RunContext | None = None) -> TaskProfile:
     """
     ctx = ctx or RunContext()
     spec = task.spec
-    corpus_chars = 0
-    for doc in task.documents:
-        try:
-            corpus_chars += doc.stat().st_size
-        except OSError:
-            continue
+    texts = document_texts(task.documents)
+    passages = split_passages(texts)
     train = task.split("train")
     example_chars = sum(len(e.input) + len(str(e.output)) for e in train)
     window, source = context_window_of(spec.models.generator, ctx)
     gpu = spec.constraints.gpu_available
     if gpu is None:
         gpu = ctx.resolve_device().startswith("cuda")
+    reference = task.split("dev") or train
+    overlap: tuple[float | None, float | None, int] = (None, None, 0)
+    if spec.output.type == "free_text" and passages:
+        overlap = answer_overlap([first_answer(e.output) for e in reference], passages)
+    eval_rows = task.split("dev") or task.split("test")
+    unanswerable = (
+        sum(first_answer(e.output) == "" for e in eval_rows) / len(eval_rows)
+        if eval_rows and spec.output.type == "free_text"
+        else None
+    )
     return TaskProfile(
         task=spec.name,
         output_type=spec.output.type,
@@ -101,10 +141,17 @@ def profile(task: Task, ctx: RunContext | None = None) -> TaskProfile:
         n_train=len(train),
         n_dev=len(task.split("dev")),
         n_test=len(task.split("test")),
-        n_preference_pairs=sum(len(v) for v in task.preferences.values()),
+        n_schema_fields=schema_fields(task.json_schema) if task.json_schema else 0,
+        n_preference_pairs=len(task.preferences.get("train", [])),
+        n_preference_heldout=sum(len(task.preferences.get(s, [])) for s in ("dev", "test")),
         n_documents=len(task.documents),
-        corpus_tokens=_tokens(corpus_chars),
+        n_passages=len(passages),
+        corpus_tokens=_tokens(sum(len(t) for t in texts)),
         examples_tokens=_tokens(example_chars),
+        answer_overlap=overlap[0],
+        answer_verbatim=overlap[1],
+        answers_measured=overlap[2],
+        unanswerable_share=None if unanswerable is None else round(unanswerable, 3),
         context_window=window,
         context_window_source=source,
         knowledge_freshness=spec.constraints.knowledge_freshness,
@@ -113,3 +160,108 @@ def profile(task: Task, ctx: RunContext | None = None) -> TaskProfile:
         budget_usd=spec.constraints.budget_usd,
         gpu_available=bool(gpu),
     )
+
+
+def document_texts(paths: Sequence[Path]) -> list[str]:
+    """The text of every document, read as the RAG index reads it (one JSONL row = one text).
+
+    Falls back to the file's raw text where the retrievers' loader cannot read the file.
+    """
+    from compoundai_retrievers.loaders import load_file  # light: no chromadb, no model
+
+    texts: list[str] = []
+    for path in paths:
+        loaded = load_file(Path(path))
+        if loaded.documents:
+            texts += [d.text for d in loaded.documents]
+            continue
+        try:
+            texts.append(Path(path).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+    return texts
+
+
+def split_passages(texts: Sequence[str], size: int = PASSAGE_CHARS) -> list[str]:
+    """Paragraphs (blank-line separated), longer ones cut at whitespace into `size` pieces.
+
+    >>> split_passages(["one\\n\\ntwo", "three four five"], size=10)
+    ['one', 'two', 'three four', 'five']
+    """
+    out: list[str] = []
+    for text in texts:
+        for para in re.split(r"\n\s*\n", text):
+            para = para.strip()
+            while len(para) > size:
+                cut = para.rfind(" ", 0, size + 1)
+                cut = cut if cut > 0 else size
+                out.append(para[:cut].strip())
+                para = para[cut:].strip()
+            if para:
+                out.append(para)
+    return out
+
+
+def first_answer(output: Any) -> str:
+    """The reference answer as text: a string, or the first non-empty string of a list."""
+    if isinstance(output, str):
+        return output.strip()
+    if isinstance(output, list | tuple):
+        return next((o.strip() for o in output if isinstance(o, str) and o.strip()), "")
+    return "" if output is None else json.dumps(output, ensure_ascii=False)
+
+
+def content_words(text: str) -> set[str]:
+    """Lower-cased words of `text` without common function words.
+
+    >>> sorted(content_words("The Duke of Normandy"))
+    ['duke', 'normandy']
+    """
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOPWORDS}
+
+
+def answer_overlap(
+    answers: Sequence[str], passages: Sequence[str], limit: int = MAX_ANSWERS
+) -> tuple[float | None, float | None, int]:
+    """`(mean best-passage word overlap, verbatim share, answers measured)`; see the module doc.
+
+    >>> answer_overlap(["William the Conqueror", "Paris"], ["William the Conqueror won."])
+    (0.5, 0.5, 2)
+    """
+    index: dict[str, list[int]] = {}
+    for i, passage in enumerate(passages):
+        for word in content_words(passage):
+            index.setdefault(word, []).append(i)
+    flat = [" ".join(p.lower().split()) for p in passages]
+    scores, verbatim = [], 0
+    for answer in [a for a in answers if a and content_words(a)][:limit]:
+        words = content_words(answer)
+        hits: Counter[int] = Counter()
+        for word in words:
+            hits.update(index.get(word, ()))
+        scores.append(max(hits.values(), default=0) / len(words))
+        needle = " ".join(answer.lower().split())
+        verbatim += any(needle in p for p in flat)
+    if not scores:
+        return None, None, 0
+    return round(sum(scores) / len(scores), 3), round(verbatim / len(scores), 3), len(scores)
+
+
+def schema_fields(schema: dict[str, Any]) -> int:
+    """How many named properties a JSON Schema declares, at every depth.
+
+    >>> schema_fields({"properties": {"a": {}, "b": {"properties": {"c": {}}}}})
+    3
+    """
+    count = 0
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            props = node.get("properties")
+            if isinstance(props, dict):
+                count += len(props)
+            stack += list(node.values())
+        elif isinstance(node, list):
+            stack += node
+    return count

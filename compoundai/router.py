@@ -29,6 +29,7 @@ class Reason(BaseModel):
     signal: str
     value: float | int | str | bool | None
     text: str
+    weight: float = 0.0  # what the reason added to (or took from) the lane's score
 
 
 class RankedLane(BaseModel):
@@ -64,6 +65,14 @@ class Vote:
 
 
 Rule = Callable[[TaskProfile], list[Vote]]
+
+# `answer_overlap` (mean share of a reference answer's words found together in one passage)
+# at or above HIGH: the answers are in the documents; under LOW: they are not. Measured on the
+# squad_docs_qa slice: its own dev answers 1.0; answers to questions about other SQuAD
+# articles 0.39 against the same corpus (short answers, years and names, match by chance);
+# hh_preferences' chosen replies 0.20. Between the two thresholds the signal casts no vote.
+HIGH_OVERLAP = 0.5
+LOW_OVERLAP = 0.2
 
 
 def prompt_first(p: TaskProfile) -> list[Vote]:
@@ -108,44 +117,92 @@ def examples_fit_in_context(p: TaskProfile) -> list[Vote]:
 
 
 def strict_output_needs_finetune(p: TaskProfile) -> list[Vote]:
-    """Behaviour, format, a label set or a schema: what fine-tuning teaches best."""
+    """Behaviour, format, a label set or a schema: what fine-tuning teaches best.
+
+    Fine-tuning needs enough examples to learn from: at least 5 per label, or 50 for a schema.
+    The same examples, retrieved as nearest neighbours, are the cheap competitor (rag lane:
+    demonstrations, and a neighbour vote for labels).
+    """
     votes = []
     if p.n_labels and p.n_train >= 5 * p.n_labels:
-        votes.append(
+        votes += [
             Vote(
                 "finetune",
-                3.0,
+                2.0,
                 "n_labels",
                 p.n_labels,
-                f"a fixed set of {p.n_labels} labels with {p.n_train} training examples: "
-                "label discipline is behaviour, which fine-tuning (SFT) teaches",
+                f"a fixed set of {p.n_labels} labels: label discipline is behaviour, which "
+                "fine-tuning (SFT) teaches",
                 "sft",
-            )
-        )
-    if p.n_labels:
+            ),
+            Vote(
+                "finetune",
+                1.0,
+                "n_train",
+                p.n_train,
+                f"{p.n_train} training examples, {p.n_train / p.n_labels:.0f} per label "
+                "(at least 5 needed): enough to learn the label set from",
+                "sft",
+            ),
+        ]
+    if p.has_schema and p.n_train >= 50:
+        fields = f" with {p.n_schema_fields} named fields" if p.n_schema_fields else ""
+        votes += [
+            Vote(
+                "finetune",
+                2.0,
+                "has_schema",
+                True,
+                f"a strict JSON schema{fields}: format is what fine-tuning teaches",
+                "sft",
+            ),
+            Vote(
+                "finetune",
+                1.0,
+                "n_train",
+                p.n_train,
+                f"{p.n_train} input/JSON examples (at least 50 needed) to learn the format from",
+                "sft",
+            ),
+        ]
+    if (p.n_labels or p.has_schema) and p.n_train:
         votes.append(
             Vote(
                 "rag",
                 1.5,
                 "n_train",
                 p.n_train,
-                "labelled examples can be retrieved as nearest-neighbour demonstrations "
-                "(and a neighbour vote is the cheap baseline)",
-            )
-        )
-    if p.has_schema and p.n_train >= 50:
-        votes.append(
-            Vote(
-                "finetune",
-                3.0,
-                "has_schema",
-                True,
-                f"a strict JSON schema with {p.n_train} examples: format is what "
-                "fine-tuning teaches",
-                "sft",
+                f"the {p.n_train} labelled examples can be retrieved as nearest-neighbour "
+                "demonstrations"
+                + (" (and a neighbour vote is the cheap baseline)" if p.n_labels else ""),
             )
         )
     return votes
+
+
+def examples_teach_behaviour(p: TaskProfile) -> list[Vote]:
+    """Free-text examples that do not draw on documents teach how to answer: SFT.
+
+    With documents whose words the answers share, the examples are questions about facts
+    (RAG's business, see `answers_come_from_documents`); otherwise what a model learns from
+    many input/answer pairs is their form and tone.
+    """
+    if p.output_type != "free_text" or p.n_train < 100:
+        return []
+    if p.n_documents and (p.answer_overlap is None or p.answer_overlap >= LOW_OVERLAP):
+        return []
+    why = "whose answers are not in the documents" if p.n_documents else "and no documents"
+    return [
+        Vote(
+            "finetune",
+            2.0,
+            "n_train",
+            p.n_train,
+            f"{p.n_train} input/answer examples {why}: what they teach is how to answer "
+            "(form, tone, domain usage), which SFT learns",
+            "sft",
+        )
+    ]
 
 
 def facts_need_retrieval(p: TaskProfile) -> list[Vote]:
@@ -187,7 +244,8 @@ def facts_need_retrieval(p: TaskProfile) -> list[Vote]:
                 "rag",
             )
         )
-    if p.n_documents and p.n_train >= 100 and p.output_type == "free_text":
+    answers_in_docs = p.answer_overlap is None or p.answer_overlap >= LOW_OVERLAP
+    if p.n_documents and p.n_train >= 100 and p.output_type == "free_text" and answers_in_docs:
         votes.append(
             Vote(
                 "compound",
@@ -197,6 +255,57 @@ def facts_need_retrieval(p: TaskProfile) -> list[Vote]:
                 f"documents plus {p.n_train} question/answer examples: train the "
                 "adapter with retrieved context (RAFT) to answer from the passages",
                 "sft",
+            )
+        )
+    return votes
+
+
+def answers_come_from_documents(p: TaskProfile) -> list[Vote]:
+    """Do the reference answers live in the documents? Then retrieval can supply them (RAG).
+
+    If they do not, the documents are background, not a place to look answers up: domain
+    knowledge, which the article sends to continued pretraining (mid-training) before SFT.
+    Measured on at least 10 answers (see `compoundai.profile.answer_overlap`).
+    """
+    if p.answer_overlap is None or p.answers_measured < 10:
+        return []
+    where = (
+        f"over {p.answers_measured} reference answers, {p.answer_overlap:.0%} of an answer's "
+        f"words sit together in one passage ({p.answer_verbatim or 0:.0%} found verbatim)"
+    )
+    if p.answer_overlap >= HIGH_OVERLAP:
+        return [
+            Vote(
+                "rag",
+                2.0,
+                "answer_overlap",
+                p.answer_overlap,
+                f"{where}: the answers are facts in the documents, which retrieval supplies",
+                "rag",
+            )
+        ]
+    if p.answer_overlap >= LOW_OVERLAP:
+        return []
+    votes = [
+        Vote(
+            "rag",
+            -1.0,
+            "answer_overlap",
+            p.answer_overlap,
+            f"{where}: the answers are not in the documents, so retrieving passages will not "
+            "supply them",
+        )
+    ]
+    if p.n_train >= 100:
+        votes.append(
+            Vote(
+                "finetune",
+                2.0,
+                "answer_overlap",
+                p.answer_overlap,
+                "the documents are domain background rather than answers: continued "
+                "pretraining on them (turned into question/answer pairs) before SFT",
+                "pretrain",
             )
         )
     return votes
@@ -212,7 +321,8 @@ def preferences_need_dpo(p: TaskProfile) -> list[Vote]:
             3.0,
             "n_preference_pairs",
             p.n_preference_pairs,
-            f"{p.n_preference_pairs} chosen/rejected pairs: preferences are what DPO learns",
+            f"{p.n_preference_pairs} chosen/rejected training pairs: preferences between "
+            "answers are what DPO learns",
             "dpo",
         )
     ]
@@ -237,7 +347,9 @@ RULES: list[Rule] = [
     prompt_first,
     examples_fit_in_context,
     strict_output_needs_finetune,
+    examples_teach_behaviour,
     facts_need_retrieval,
+    answers_come_from_documents,
     preferences_need_dpo,
     latency_penalises_retrieval,
 ]
@@ -267,11 +379,14 @@ class Router:
             {v.stage for v in votes if v.stage and v.lane in chosen}, key=STAGE_ORDER.index
         )
         plan = " -> ".join(stages) if stages else top
+        # reasons of the top lane first, the weightiest first: what a reader checks first
+        order = sorted(votes, key=lambda v: (ranked.index(v.lane), -v.weight))
         return Decision(
             plan=plan,
             ranked=[RankedLane(lane=lane, score=round(scores[lane], 2)) for lane in ranked],
             reasons=[
-                Reason(lane=v.lane, signal=v.signal, value=v.value, text=v.text) for v in votes
+                Reason(lane=v.lane, signal=v.signal, value=v.value, text=v.text, weight=v.weight)
+                for v in order
             ],
             stages=stages,
         )
