@@ -19,7 +19,7 @@ from pydantic import Field
 
 from compoundai.context import RunContext
 from compoundai.errors import Problem, UserInputError
-from compoundai_adapters.common import TrainSettings, read_jsonl_rows
+from compoundai_adapters.common import TrainSettings, packed_row_len, read_jsonl_rows
 from compoundai_adapters.packing import Tokenized, pack, target_head, target_logprobs
 from compoundai_adapters.sft import render_chat
 from compoundai_adapters.stage import finish_stage, start_stage
@@ -122,7 +122,11 @@ def run_dpo(config: DPOConfig, ctx: RunContext | None = None, *, resume: bool = 
     run = start_stage(config, ctx)
     seqs = pair_sequences(rows, config, run.tokenizer, config.train_file)
     batches = pack(
-        seqs, config.tokens_per_batch, config.seed, config.max_seq_len, run.tokenizer.pad_token_id
+        seqs,
+        config.tokens_per_batch,
+        config.seed,
+        packed_row_len(config),
+        run.tokenizer.pad_token_id,
     )
     attach_reference(run.model, batches, run.bf16)
     return finish_stage(

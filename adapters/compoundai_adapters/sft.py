@@ -25,7 +25,7 @@ from pydantic import Field
 
 from compoundai.context import RunContext
 from compoundai.errors import Problem, UserInputError
-from compoundai_adapters.common import TrainSettings, read_jsonl_rows
+from compoundai_adapters.common import TrainSettings, packed_row_len, read_jsonl_rows
 from compoundai_adapters.packing import Tokenized, mean_target_loss, pack
 from compoundai_adapters.stage import StageRun, finish_stage, start_stage
 
@@ -140,7 +140,11 @@ def run_sft(config: SFTConfig, ctx: RunContext | None = None, *, resume: bool = 
     run: StageRun = start_stage(config, ctx)
     seqs = sft_sequences(rows, config, run.tokenizer, config.train_file)
     batches = pack(
-        seqs, config.tokens_per_batch, config.seed, config.max_seq_len, run.tokenizer.pad_token_id
+        seqs,
+        config.tokens_per_batch,
+        config.seed,
+        packed_row_len(config),
+        run.tokenizer.pad_token_id,
     )
     return finish_stage(
         run,

@@ -8,6 +8,7 @@ manifest. A stage module reads as: read data -> start_stage -> build batches -> 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,9 @@ def finish_stage(
         resume=resume,
         progress=run.ctx.progress,
     )
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch, rank 0 saves
+        return run.run_dir / "adapter"
     total, trainable = count_params(run.model)
     metrics: dict[str, Any] = {
         "final_loss": result.final_loss,
@@ -85,6 +89,7 @@ def finish_stage(
         "mfu": round(result.mfu, 4),
         "peak_flops": result.peak_flops,
         "resumed_from_step": result.resumed_from,
+        "processes": world,
     }
     if run.forgetting_ids is not None:
         after = perplexity(run.model, run.forgetting_ids, bf16=run.bf16)

@@ -5,25 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from compoundai.testing import tiny_causal_lm
-
-CORPUS = [
-    "my card has not arrived yet",
-    "what is the exchange rate",
-    "card_arrival exchange_rate top_up",
-    "the quick brown fox jumps over the lazy dog",
-]
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny random Llama saved like any local model directory."""
-    model, tok = tiny_causal_lm(CORPUS * 4, hidden_size=32, layers=2)
-    out = tmp_path_factory.mktemp("tiny-model")
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
-
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
