@@ -78,7 +78,7 @@ def run_task(
     prices = prices or PriceTable()
     spec = task.spec
     names = lanes or spec.evaluation.lanes or list(LANES)
-    lane_objs = lanes_for(names)  # unknown lane names fail here, before any work
+    lane_objs = lanes_for(names, task)  # unknown lane names fail here, before any work
     split = "test" if task.split("test") else "dev"
     held_out = task.split(split)
     if not held_out:

@@ -11,10 +11,26 @@ from pathlib import Path
 import pytest
 
 from compoundai.context import RunContext, default_cache_dir
-from compoundai.testing import FakeGenerator, HashEmbedder
+from compoundai.testing import FakeGenerator, HashEmbedder, tiny_causal_lm
 
 ROOT = Path(__file__).resolve().parent.parent
 BANKING = ROOT / "examples" / "banking77" / "task.yaml"
+CORPUS = [
+    "my card has not arrived yet",
+    "what is the exchange rate",
+    "card_arrival exchange_rate top_up",
+    "the quick brown fox jumps over the lazy dog",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama saved like any local model directory (trains in seconds)."""
+    model, tok = tiny_causal_lm(CORPUS * 4, hidden_size=32, layers=2)
+    out = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
 
 
 @pytest.fixture

@@ -8,9 +8,12 @@ from compoundai.task import load_task
 from tests.conftest import BANKING, label_echo_generator
 
 
-def test_run_with_fakes_writes_a_design_conformant_report(fake_ctx, tmp_path):
+def test_run_with_fakes_writes_a_design_conformant_report(fake_ctx, tmp_path, tiny_model_dir):
     task = load_task(BANKING)
     fake_ctx.clients["generator"] = label_echo_generator(task.labels)
+    # the finetune lane trains for real, on the tiny random model (seconds, not minutes)
+    task.spec.models.generator = str(tiny_model_dir)
+    task.spec.finetune.epochs = 1
     out = tmp_path / "out"
     report = run_task(task, out, limit=77, ctx=fake_ctx)
 
@@ -18,24 +21,34 @@ def test_run_with_fakes_writes_a_design_conformant_report(fake_ctx, tmp_path):
     assert {"task", "decision", "lanes", "winner", "router_correct"} <= set(data)
     assert data["decision"]["plan"] == "sft"
     by_name = {lane["name"]: lane for lane in data["lanes"]}
-    assert set(by_name) == {"prompt/zero-shot", "prompt/5-shot", "rag", "finetune", "compound"}
+    assert set(by_name) == {
+        "prompt/zero-shot",
+        "prompt/5-shot",
+        "rag/knn-vote",
+        "rag/demos",
+        "finetune/sft",
+        "compound",
+    }
     ok = by_name["prompt/5-shot"]
     assert ok["status"] == "ok" and ok["n_cases"] == 77
     acc = ok["metrics"]["accuracy"]
     assert acc["ci_low"] <= acc["value"] <= acc["ci_high"]
     assert set(ok["latency_ms"]) == {"p50", "p95"}
     assert ok["cost"]["prompt_tokens"] > 0
-    assert by_name["rag"]["status"] == "not_built"
-    assert "not built yet" in by_name["rag"]["message"]
-    # finetune was ranked first but is not built: the router cannot be judged yet
-    assert data["router_correct"] is None and "not evaluated" in data["router_note"]
-    assert report.winner in {"prompt/zero-shot", "prompt/5-shot"}
+    vote = by_name["rag/knn-vote"]
+    assert vote["status"] == "ok" and "recall_at_5" not in vote["metrics"]
+    assert by_name["rag/demos"]["status"] == "ok"
+    tuned = by_name["finetune/sft"]
+    assert tuned["status"] == "ok" and tuned["n_cases"] == 77
+    assert by_name["compound"]["status"] == "not_built"
+    # finetune was ranked first and was evaluated: a random tiny model loses to the fakes
+    assert report.winner != "finetune/sft" and data["router_correct"] is False
     assert (
         "| prompt/5-shot |" in (out / "report.md").read_text()
         or "**prompt/5-shot**" in (out / "report.md").read_text()
     )
     rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 * 77 and {"lane", "id", "input", "reference", "output"} <= set(rows[0])
+    assert len(rows) == 5 * 77 and {"lane", "id", "input", "reference", "output"} <= set(rows[0])
     # stratified: 77 cases, one per label
     assert len({r["reference"] for r in rows if r["lane"] == "prompt/5-shot"}) == 77
 

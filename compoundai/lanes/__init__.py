@@ -11,6 +11,7 @@ from typing import Protocol
 
 from compoundai.context import RunContext
 from compoundai.errors import LaneNotBuiltError, UserInputError
+from compoundai.lanes.finetune import FinetuneLane
 from compoundai.lanes.prompt import PromptLane
 from compoundai.lanes.rag import RagLane
 from compoundai.router import LANES
@@ -40,7 +41,10 @@ class NotBuiltLane:
 
 
 def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
-    """Lane objects for the given names, in order; unknown names are a user error."""
+    """Lane objects for the given names, in order; unknown names are a user error.
+
+    With the task given, `finetune` adds an SFT-then-DPO variant when it has preference pairs.
+    """
     unknown = [n for n in names if n not in LANES]
     if unknown:
         raise UserInputError(
@@ -50,6 +54,10 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
     for name in names:
         if name == "prompt":
             lanes += [PromptLane(shots=0), PromptLane(shots=5)]
+        elif name == "finetune":
+            lanes.append(FinetuneLane(("sft",)))
+            if task is not None and task.preferences.get("train"):
+                lanes.append(FinetuneLane(("sft", "dpo")))
         elif name == "rag":
             lanes += RagLane.variants(task)
         else:
@@ -57,4 +65,4 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
     return lanes
 
 
-__all__ = ["Lane", "NotBuiltLane", "PromptLane", "RagLane", "lanes_for"]
+__all__ = ["FinetuneLane", "Lane", "NotBuiltLane", "PromptLane", "RagLane", "lanes_for"]

@@ -1,0 +1,245 @@
+"""The finetune lane: a LoRA adapter trained on the task's examples by `compoundai_adapters`.
+
+`build` trains SFT on `examples.train` (each input as the user turn, its output as the
+assistant answer: the label, the JSON object, or the answer text) under the same system message
+the system will use at inference: the task's instructions. For labels and JSON the contract is
+learnt from the answers, so the prompt does not list the labels or the schema (a 77-label list
+would be read again on every call). With preference pairs and `dpo` in the lane's stages, DPO
+then runs on top of the SFT model (the SFT adapter merged into the base, DPO's reference).
+
+Adapters are cached under `CACHE/adapters/<task>-<stage>-<hash>/`, the hash covering the
+training rows, the system message, the base model and the settings: a second build with the
+same data loads the adapter in seconds, and a build killed halfway resumes from its last
+checkpoint. Label tasks are answered by label likelihood, as in every other lane.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from compoundai.context import RunContext
+from compoundai.errors import UserInputError
+from compoundai.lanes.prompt import contract_of
+from compoundai.system import CompoundSystem, format_output
+from compoundai.task import Task
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "task"
+
+
+def _key(*parts: Any) -> str:
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _weights_key(adapter: Path) -> str:
+    """A content hash of an adapter's weights."""
+    from compoundai_adapters.common import data_hash
+
+    return data_hash(adapter / "adapter_model.safetensors")[:16]
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _train_cached(run_dir: Path, train: Any, ctx: RunContext) -> Path:
+    """Run `train(resume)` unless `run_dir/adapter` is complete; resume a killed run."""
+    adapter = run_dir / "adapter"
+    if (adapter / "manifest.json").is_file() and (adapter / "adapter_model.safetensors").is_file():
+        if ctx.progress:
+            print(f"finetune: reusing the adapter in {adapter}")
+        return adapter
+    resume = (run_dir / "checkpoints").is_dir()
+    train(resume)
+    return adapter
+
+
+class FinetuneLane:
+    """SFT on the task's examples; `stages=("sft", "dpo")` adds DPO on its preference pairs."""
+
+    family = "finetune"
+
+    def __init__(self, stages: tuple[str, ...] = ("sft",)) -> None:
+        unknown = [s for s in stages if s not in ("sft", "dpo")]
+        if unknown or "sft" not in stages:
+            raise UserInputError(f"finetune stages must be sft or sft then dpo, not {stages}")
+        self.stages = stages
+        self.name = "finetune/" + "+".join(stages)
+
+    def system_message(self, task: Task) -> str:
+        return task.spec.instructions
+
+    def training_rows(self, task: Task) -> list[dict[str, str]]:
+        train = task.split("train")
+        if not train:
+            raise UserInputError(
+                "the finetune lane needs training examples",
+                hint="add examples.train (a JSONL of inputs and outputs) to the task file",
+            )
+        rows = [{"prompt": ex.input, "completion": format_output(ex.output)} for ex in train]
+        limit = task.spec.finetune.max_train_rows
+        if limit and len(rows) > limit:
+            rng = RunContext(seed=task.spec.finetune.seed).rng("finetune-rows")
+            rows = rng.sample(rows, limit)
+        return rows
+
+    def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
+        if task.spec.models.openai_base_url:
+            raise UserInputError(
+                "the finetune lane trains a local model, but the task's generator is a server "
+                f"({task.spec.models.openai_base_url})",
+                hint="remove models.openai_base_url, or compare other lanes (--lanes prompt,rag)",
+            )
+        if task.spec.finetune.adapter:
+            adapter, rows = self._given_adapter(task), []
+        else:
+            rows = self.training_rows(task)
+            adapter = self._sft(task, ctx, rows)
+        if "dpo" in self.stages:
+            adapter = self._dpo(task, ctx, adapter)
+        from compoundai.generators.local import LocalGenerator
+        from compoundai_adapters.artifacts import read_manifest
+
+        manifest = read_manifest(adapter)
+        base = (
+            manifest.get("serving_base") or manifest.get("base_model") or task.spec.models.generator
+        )
+        generator = LocalGenerator(base, ctx=ctx, adapter=adapter)
+        metrics = manifest.get("metrics", {})
+        info: dict[str, Any] = {
+            "adapter": str(adapter),
+            "base_model": base,
+            "stages": list(self.stages),
+            "fingerprint": manifest.get("fingerprint") or _weights_key(adapter),
+            "training": {
+                k: metrics.get(k) for k in ("steps", "tokens", "train_seconds", "tokens_per_s")
+            },
+            "train_rows": len(rows),
+        }
+        if metrics.get("forgetting"):
+            info["forgetting"] = metrics["forgetting"]
+        return CompoundSystem(
+            self.name,
+            self.family,
+            task.spec.instructions,
+            contract_of(task),
+            generator,
+            ctx=ctx,
+            info=info,
+            contract_in_prompt=task.spec.output.type == "free_text",
+        )
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def _sft(self, task: Task, ctx: RunContext, rows: list[dict[str, str]]) -> Path:
+        from compoundai_adapters.sft import SFTConfig, run_sft
+
+        settings = task.spec.finetune
+        system = self.system_message(task)
+        if task.spec.output.type == "free_text":
+            system = f"{system}\n\n{contract_of(task).describe()}"
+        key = _key(rows, system, task.spec.models.generator, settings.model_dump(exclude={"dpo"}))
+        run_dir = ctx.cache_dir / "adapters" / f"{_slug(task.name)}-sft-{key}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        train_file = run_dir / "train.jsonl"
+        if not train_file.is_file():
+            _write_jsonl(train_file, rows)
+        config = SFTConfig(
+            model=task.spec.models.generator,
+            output_dir=str(run_dir),
+            train_file=str(train_file),
+            system=system,
+            epochs=settings.epochs,
+            learning_rate=settings.learning_rate,
+            lora={"rank": settings.lora_rank, "alpha": 2 * settings.lora_rank},
+            tokens_per_batch=settings.tokens_per_batch,
+            max_seq_len=settings.max_seq_len,
+            on_long_rows="skip",
+            seed=settings.seed,
+            forgetting_texts=_general_text(),
+            forgetting_tokens=8000,
+        )
+        adapter = _train_cached(run_dir, lambda resume: run_sft(config, ctx, resume=resume), ctx)
+        _stamp(adapter, fingerprint=f"sft-{key}")
+        return adapter
+
+    def _given_adapter(self, task: Task) -> Path:
+        path = (task.path.parent / str(task.spec.finetune.adapter)).resolve()
+        if not (path / "adapter_model.safetensors").is_file():
+            raise UserInputError(
+                f"finetune.adapter: no adapter_model.safetensors in {path}",
+                hint="point it at the adapter/ folder a `compoundai train` run wrote",
+            )
+        if not (path / "manifest.json").is_file():
+            raise UserInputError(
+                f"finetune.adapter: no manifest.json in {path}",
+                hint="adapters trained by `compoundai train` carry one; retrain with it",
+            )
+        return path
+
+    def _dpo(self, task: Task, ctx: RunContext, sft_adapter: Path) -> Path:
+        from compoundai_adapters.artifacts import merge_and_export
+        from compoundai_adapters.dpo import DPOConfig, run_dpo
+
+        pairs = task.preferences.get("train") or []
+        if not pairs:
+            raise UserInputError(
+                "the finetune/sft+dpo lane needs preference pairs",
+                hint="add preferences.train (prompt, chosen, rejected) to the task file",
+            )
+        settings = task.spec.finetune.dpo
+        rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+        if settings.max_rows and len(rows) > settings.max_rows:
+            rows = RunContext(seed=0).rng("dpo-rows").sample(rows, settings.max_rows)
+        key = _key(rows, _weights_key(sft_adapter), settings.model_dump())
+        run_dir = ctx.cache_dir / "adapters" / f"{_slug(task.name)}-dpo-{key}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        merged = run_dir / "sft-merged"
+        if not (merged / "config.json").is_file():
+            merge_and_export(sft_adapter, merged, ctx)
+        train_file = run_dir / "pairs.jsonl"
+        if not train_file.is_file():
+            _write_jsonl(train_file, rows)
+        config = DPOConfig(
+            model=str(merged),
+            output_dir=str(run_dir),
+            train_file=str(train_file),
+            epochs=settings.epochs,
+            learning_rate=settings.learning_rate,
+            beta=settings.beta,
+            lora={"rank": task.spec.finetune.lora_rank, "alpha": 2 * task.spec.finetune.lora_rank},
+            tokens_per_batch=task.spec.finetune.tokens_per_batch,
+            max_seq_len=task.spec.finetune.max_seq_len,
+            on_long_rows="skip",
+            forgetting_texts=_general_text(),
+            forgetting_tokens=8000,
+        )
+        adapter = _train_cached(run_dir, lambda resume: run_dpo(config, ctx, resume=resume), ctx)
+        _stamp(adapter, fingerprint=f"dpo-{key}", serving_base=str(merged))
+        return adapter
+
+
+def _general_text() -> str | None:
+    """The bundled general-text sample for the forgetting check, when it is installed."""
+    path = Path(__file__).resolve().parents[1] / "resources" / "general_text.txt"
+    return str(path) if path.is_file() else None
+
+
+def _stamp(adapter: Path, **fields: str) -> None:
+    """Record lane facts (fingerprint, serving base) in the adapter's manifest."""
+    path = adapter / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    if all(manifest.get(k) == v for k, v in fields.items()):
+        return
+    manifest.update(fields)
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,136 @@
+"""The finetune lane on the tiny random Llama: real training, real adapters, no fakes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compoundai.context import RunContext
+from compoundai.errors import UserInputError
+from compoundai.lanes import FinetuneLane, lanes_for
+from compoundai.task import load_task
+from tests.adapters.conftest import write_jsonl
+
+LABELS = ["card_arrival", "exchange_rate", "top_up"]
+
+
+def make_task(tmp_path: Path, model: Path, rows: list[dict], **extra) -> Path:
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "test.jsonl", rows[:6])
+    spec = {
+        "name": "tiny intents",
+        "instructions": "Name the intent.",
+        "output": {"type": "labels", "labels": LABELS},
+        "examples": {
+            "input_field": "text",
+            "output_field": "label",
+            "train": "train.jsonl",
+            "test": "test.jsonl",
+        },
+        "models": {"generator": str(model)},
+        "finetune": {"epochs": 2, "tokens_per_batch": 128, "learning_rate": 5e-3},
+        **extra,
+    }
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> RunContext:
+    return RunContext(cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_builds_trains_and_answers_with_a_label(tmp_path, tiny_model_dir, sft_rows, ctx):
+    task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows))
+    system = FinetuneLane().build(task, ctx)
+
+    adapter = Path(system.info["adapter"])
+    assert (adapter / "adapter_model.safetensors").is_file()
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    assert manifest["stage"] == "sft" and manifest["examples"] == len(sft_rows)
+    assert manifest["metrics"]["final_loss"] < manifest["metrics"]["first_loss"]
+    assert system.info["forgetting"]["perplexity_before"] > 0
+    # the adapter learnt the contract: its prompt is the instructions alone, as in training
+    chat = system.prompts(["my card has not arrived 3"])[0]
+    assert chat[0] == {"role": "system", "content": "Name the intent."}
+    answer = system.invoke("my card has not arrived 3")
+    assert answer.output in LABELS and "logprob" in answer.extra
+
+
+def test_second_build_reuses_the_adapter(tmp_path, tiny_model_dir, sft_rows, ctx):
+    task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows))
+    first = FinetuneLane().build(task, ctx)
+    stamp = (Path(first.info["adapter"]) / "adapter_model.safetensors").stat().st_mtime_ns
+    second = FinetuneLane().build(task, ctx)
+    assert second.info["adapter"] == first.info["adapter"]
+    assert second.info["fingerprint"] == first.info["fingerprint"]
+    assert (Path(second.info["adapter"]) / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_changed_data_trains_a_new_adapter(tmp_path, tiny_model_dir, sft_rows, ctx):
+    first = FinetuneLane().build(load_task(make_task(tmp_path, tiny_model_dir, sft_rows)), ctx)
+    other = tmp_path / "other"
+    other.mkdir()
+    task = load_task(make_task(other, tiny_model_dir, sft_rows[:-3]))
+    second = FinetuneLane().build(task, ctx)
+    assert second.info["fingerprint"] != first.info["fingerprint"]
+
+
+def test_sft_then_dpo_on_preference_pairs(tmp_path, tiny_model_dir, sft_rows, ctx):
+    pairs = [
+        {"prompt": "what is the exchange rate", "chosen": "exchange_rate", "rejected": "top_up"}
+    ] * 8
+    write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    path = make_task(tmp_path, tiny_model_dir, sft_rows, preferences={"train": "pairs.jsonl"})
+    task = load_task(path)
+    lanes = lanes_for(["finetune"], task)
+    assert [lane.name for lane in lanes] == ["finetune/sft", "finetune/sft+dpo"]
+    system = lanes[1].build(task, ctx)
+    manifest = json.loads((Path(system.info["adapter"]) / "manifest.json").read_text())
+    assert manifest["stage"] == "dpo"
+    assert Path(system.info["base_model"]).name == "sft-merged"
+    assert system.invoke("what is the exchange rate").output in LABELS
+
+
+def test_missing_training_examples_is_a_clear_error(tmp_path, tiny_model_dir, ctx):
+    (tmp_path / "notes.md").write_text("Card payments settle in two days.\n")
+    spec = {
+        "name": "no train",
+        "instructions": "Name the intent.",
+        "output": {"type": "labels", "labels": LABELS},
+        "documents": ["notes.md"],
+        "models": {"generator": str(tiny_model_dir)},
+    }
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(UserInputError, match="needs training examples") as err:
+        FinetuneLane().build(load_task(tmp_path / "task.yaml"), ctx)
+    assert "examples.train" in str(err.value.hint)
+
+
+def test_dpo_without_pairs_is_a_clear_error(tmp_path, tiny_model_dir, sft_rows, ctx):
+    task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows))
+    with pytest.raises(UserInputError, match="preference pairs"):
+        FinetuneLane(("sft", "dpo")).build(task, ctx)
+
+
+def test_a_trained_adapter_is_used_without_training(tmp_path, tiny_model_dir, sft_rows, ctx):
+    trained = FinetuneLane().build(load_task(make_task(tmp_path, tiny_model_dir, sft_rows)), ctx)
+    other = tmp_path / "given"
+    other.mkdir()
+    path = make_task(other, tiny_model_dir, sft_rows, finetune={"adapter": trained.info["adapter"]})
+    fresh = RunContext(cache_dir=tmp_path / "fresh-cache", progress=False)
+    system = FinetuneLane().build(load_task(path), fresh)
+    assert system.info["adapter"] == trained.info["adapter"]
+    assert not (tmp_path / "fresh-cache" / "adapters").exists()  # nothing trained
+    text = "my card has not arrived 3"
+    assert system.invoke(text).output == trained.invoke(text).output
+
+
+def test_a_missing_adapter_is_a_clear_error(tmp_path, tiny_model_dir, sft_rows, ctx):
+    path = make_task(tmp_path, tiny_model_dir, sft_rows, finetune={"adapter": "nowhere"})
+    with pytest.raises(UserInputError, match=r"no adapter_model\.safetensors"):
+        FinetuneLane().build(load_task(path), ctx)
