@@ -1,5 +1,8 @@
 """Copy a stratified, seeded slice of ../shared/data/banking77 into examples/banking77/data.
 
+`train.jsonl` (20 per label) is the task's training split, kept small so the default run is
+quick; `train_full.jsonl` is every upstream training row except the dev ones, for `sft.yaml`.
+
 The example must not depend on the shared folder at run time, and test files upstream are
 sorted by label, so every split here takes a fixed number of rows per label, chosen with a
 fixed seed. Re-running this script reproduces the committed files exactly.
@@ -43,9 +46,12 @@ def main() -> None:
     rng = random.Random(77)
     read = lambda p: [json.loads(x) for x in p.read_text().splitlines() if x.strip()]  # noqa: E731
     train, rest = per_label(read(src / "train.jsonl"), args.train_per_label, rng)
-    dev, _ = per_label(rest, args.dev_per_label, rng)
+    dev, unused = per_label(rest, args.dev_per_label, rng)
     test, _ = per_label(read(src / "test.jsonl"), args.test_per_label, rng)
-    for name, rows in (("train", train), ("dev", dev), ("test", test)):
+    # every upstream train row but the dev ones: what sft.yaml trains on for the accuracy target
+    train_full = train + unused
+    splits = (("train", train), ("train_full", train_full), ("dev", dev), ("test", test))
+    for name, rows in splits:
         with (out / f"{name}.jsonl").open("w") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
