@@ -105,7 +105,7 @@ def test_the_browser_check_does_catch_errors(tmp_path):
     pytest.importorskip("websockets", reason="the DevTools client needs `websockets`")
     bad = tmp_path / "bad.html"
     bad.write_text(
-        "<html><body><img src='http://198.51.100.1/x.png'>"
+        "<html><body><img src='http://127.0.0.1:9/x.png'>"
         "<script>console.error('boom'); missingFunction();</script></body></html>"
     )
     page = load_page(chromium, bad, "1 + 1")
