@@ -107,7 +107,10 @@ def run_trl(
             for r in rows
         ]
     )
-    extra = {"gradient_checkpointing": False, "padding_free": True} if tuned else {}
+    # padding-free without packing needs max_length=None (the rows are short: nothing to cut)
+    extra = (
+        {"gradient_checkpointing": False, "padding_free": True, "max_length": None} if tuned else {}
+    )
     args = TRLConfig(
         output_dir=str(work / ("trl-tuned" if tuned else "trl")),
         num_train_epochs=1,
@@ -159,10 +162,12 @@ def main() -> None:
         work = Path(tmp)
         print(f"TRL SFTTrainer, default settings, {len(rows)} rows ...", flush=True)
         results["trl_default"] = run_trl(rows, model_path, work, tuned=False)
+        print(json.dumps({"trl_default": results["trl_default"]}), flush=True)
         # same optimizer steps as TRL (8 rows of ~57 tokens a step), then the shipped batches
         for name, batch_tokens in (("ours_same_steps", 460), ("ours", 4096)):
             print(f"compoundai run_sft, {batch_tokens} tokens a step ...", flush=True)
             results[name] = run_ours(rows, ctx, work, batch_tokens)
+            print(json.dumps({name: results[name]}), flush=True)
         if args.trl_tuned:
             print("TRL SFTTrainer, no checkpointing, padding-free ...", flush=True)
             results["trl_tuned"] = run_trl(rows, model_path, work, tuned=True)
