@@ -147,6 +147,29 @@ class FinetuneSettings(Strict):
     dpo: DPOSettings = Field(default_factory=DPOSettings)
 
 
+class CompoundSettings(Strict):
+    """The compound lane: an adapter trained on the rag prompts (RAFT, Zhang et al. 2024).
+
+    Training uses `finetune`'s settings (epochs, learning rate, rank, batch); these say how
+    many training prompts to build and, for documents, how often the gold passage is in them.
+    """
+
+    max_train_rows: int = Field(
+        400,
+        gt=0,
+        description="Training prompts to build (each carries k retrieved demos or passages, "
+        "so it is several times longer than a plain SFT row).",
+    )
+    gold_share: float = Field(
+        0.8,
+        ge=0,
+        le=1,
+        description="Documents: the share of training prompts that hold the gold passage "
+        "among the distractors; the rest are answered with the abstention reply.",
+    )
+    seed: int = 0
+
+
 class TaskSpec(Strict):
     """The YAML task file, validated."""
 
@@ -162,6 +185,7 @@ class TaskSpec(Strict):
     models: ModelChoice = Field(default_factory=ModelChoice)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    compound: CompoundSettings = Field(default_factory=CompoundSettings)
 
 
 @dataclass

@@ -14,6 +14,7 @@ def test_run_with_fakes_writes_a_design_conformant_report(fake_ctx, tmp_path, ti
     # the finetune lane trains for real, on the tiny random model (seconds, not minutes)
     task.spec.models.generator = str(tiny_model_dir)
     task.spec.finetune.epochs = 1
+    task.spec.compound.max_train_rows = 77
     out = tmp_path / "out"
     report = run_task(task, out, limit=77, ctx=fake_ctx)
 
@@ -40,15 +41,16 @@ def test_run_with_fakes_writes_a_design_conformant_report(fake_ctx, tmp_path, ti
     assert by_name["rag/demos"]["status"] == "ok"
     tuned = by_name["finetune/sft"]
     assert tuned["status"] == "ok" and tuned["n_cases"] == 77
-    assert by_name["compound"]["status"] == "not_built"
+    compound = by_name["compound"]
+    assert compound["status"] == "ok" and compound["n_cases"] == 77
     # finetune was ranked first and was evaluated: a random tiny model loses to the fakes
-    assert report.winner != "finetune/sft" and data["router_correct"] is False
+    assert report.winner not in {"finetune/sft", "compound"} and data["router_correct"] is False
     assert (
         "| prompt/5-shot |" in (out / "report.md").read_text()
         or "**prompt/5-shot**" in (out / "report.md").read_text()
     )
     rows = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == 5 * 77 and {"lane", "id", "input", "reference", "output"} <= set(rows[0])
+    assert len(rows) == 6 * 77 and {"lane", "id", "input", "reference", "output"} <= set(rows[0])
     # stratified: 77 cases, one per label
     assert len({r["reference"] for r in rows if r["lane"] == "prompt/5-shot"}) == 77
 

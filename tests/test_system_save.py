@@ -144,10 +144,10 @@ def test_build_cli_routes_when_no_lane_is_given(tmp_path, monkeypatch, fake_ctx)
 
 
 def test_build_cli_errors_name_the_fix(hash_banking, tmp_path):
-    result = _build(tmp_path, str(hash_banking), "-o", str(tmp_path / "a"), "--lane", "compound")
+    result = _build(tmp_path, str(hash_banking), "-o", str(tmp_path / "a"), "--lane", "rag/context")
     assert result.exit_code == 2
-    assert "cannot build the compound lane (named)" in result.output
-    assert "--lane" in result.output
+    assert "no lane variant 'rag/context'" in result.output
+    assert "rag/knn-vote" in result.output  # the hint lists the variants that exist
     result = _build(tmp_path, str(hash_banking), "-o", str(tmp_path / "b"), "--lane", "telepathy")
     assert result.exit_code == 2 and "unknown lane" in result.output
     result = _build(tmp_path, str(hash_banking), "-o", str(tmp_path / "c"), "--lane", "rag/magic")

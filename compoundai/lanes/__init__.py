@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from compoundai.context import RunContext
-from compoundai.errors import LaneNotBuiltError, UserInputError
+from compoundai.errors import UserInputError
+from compoundai.lanes.compound import CompoundLane
 from compoundai.lanes.finetune import FinetuneLane
 from compoundai.lanes.prompt import PromptLane
 from compoundai.lanes.rag import RagLane
@@ -24,20 +25,6 @@ class Lane(Protocol):
     family: str
 
     def build(self, task: Task, ctx: RunContext) -> CompoundSystem: ...
-
-
-class NotBuiltLane:
-    """A lane this version cannot build yet; `build` says so plainly."""
-
-    def __init__(self, family: str) -> None:
-        self.name = family
-        self.family = family
-
-    def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
-        raise LaneNotBuiltError(
-            f"the {self.family} lane is not built yet in this version of compoundai",
-            hint="run with --lanes prompt for now",
-        )
 
 
 def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
@@ -60,9 +47,9 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
                 lanes.append(FinetuneLane(("sft", "dpo")))
         elif name == "rag":
             lanes += RagLane.variants(task)
-        else:
-            lanes.append(NotBuiltLane(name))
+        else:  # compound
+            lanes.append(CompoundLane())
     return lanes
 
 
-__all__ = ["FinetuneLane", "Lane", "NotBuiltLane", "PromptLane", "RagLane", "lanes_for"]
+__all__ = ["CompoundLane", "FinetuneLane", "Lane", "PromptLane", "RagLane", "lanes_for"]

@@ -107,27 +107,8 @@ class FinetuneLane:
             adapter = self._sft(task, ctx, rows)
         if "dpo" in self.stages:
             adapter = self._dpo(task, ctx, adapter)
-        from compoundai.generators.local import LocalGenerator
-        from compoundai_adapters.artifacts import read_manifest
-
-        manifest = read_manifest(adapter)
-        base = (
-            manifest.get("serving_base") or manifest.get("base_model") or task.spec.models.generator
-        )
-        generator = LocalGenerator(base, ctx=ctx, adapter=adapter)
-        metrics = manifest.get("metrics", {})
-        info: dict[str, Any] = {
-            "adapter": str(adapter),
-            "base_model": base,
-            "stages": list(self.stages),
-            "fingerprint": manifest.get("fingerprint") or _weights_key(adapter),
-            "training": {
-                k: metrics.get(k) for k in ("steps", "tokens", "train_seconds", "tokens_per_s")
-            },
-            "train_rows": len(rows),
-        }
-        if metrics.get("forgetting"):
-            info["forgetting"] = metrics["forgetting"]
+        generator, info = adapter_generator(task, ctx, adapter)
+        info.update(stages=list(self.stages), train_rows=len(rows))
         return CompoundSystem(
             self.name,
             self.family,
@@ -142,36 +123,10 @@ class FinetuneLane:
     # -- stages ----------------------------------------------------------------------------
 
     def _sft(self, task: Task, ctx: RunContext, rows: list[dict[str, str]]) -> Path:
-        from compoundai_adapters.sft import SFTConfig, run_sft
-
-        settings = task.spec.finetune
         system = self.system_message(task)
         if task.spec.output.type == "free_text":
             system = f"{system}\n\n{contract_of(task).describe()}"
-        key = _key(rows, system, task.spec.models.generator, settings.model_dump(exclude={"dpo"}))
-        run_dir = ctx.cache_dir / "adapters" / f"{_slug(task.name)}-sft-{key}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        train_file = run_dir / "train.jsonl"
-        if not train_file.is_file():
-            _write_jsonl(train_file, rows)
-        config = SFTConfig(
-            model=task.spec.models.generator,
-            output_dir=str(run_dir),
-            train_file=str(train_file),
-            system=system,
-            epochs=settings.epochs,
-            learning_rate=settings.learning_rate,
-            lora={"rank": settings.lora_rank, "alpha": 2 * settings.lora_rank},
-            tokens_per_batch=settings.tokens_per_batch,
-            max_seq_len=settings.max_seq_len,
-            on_long_rows="skip",
-            seed=settings.seed,
-            forgetting_texts=_general_text(),
-            forgetting_tokens=8000,
-        )
-        adapter = _train_cached(run_dir, lambda resume: run_sft(config, ctx, resume=resume), ctx)
-        _stamp(adapter, fingerprint=f"sft-{key}")
-        return adapter
+        return train_sft_adapter(task, ctx, rows, system=system, tag="sft")
 
     def _given_adapter(self, task: Task) -> Path:
         path = (task.path.parent / str(task.spec.finetune.adapter)).resolve()
@@ -227,6 +182,71 @@ class FinetuneLane:
         adapter = _train_cached(run_dir, lambda resume: run_dpo(config, ctx, resume=resume), ctx)
         _stamp(adapter, fingerprint=f"dpo-{key}", serving_base=str(merged))
         return adapter
+
+
+def adapter_generator(task: Task, ctx: RunContext, adapter: Path) -> tuple[Any, dict[str, Any]]:
+    """A `LocalGenerator` serving `adapter`, and the facts a report shows about it."""
+    from compoundai.generators.local import LocalGenerator
+    from compoundai_adapters.artifacts import read_manifest
+
+    manifest = read_manifest(adapter)
+    base = manifest.get("serving_base") or manifest.get("base_model") or task.spec.models.generator
+    generator = LocalGenerator(base, ctx=ctx, adapter=adapter)
+    metrics = manifest.get("metrics", {})
+    info: dict[str, Any] = {
+        "adapter": str(adapter),
+        "base_model": base,
+        "fingerprint": manifest.get("fingerprint") or _weights_key(adapter),
+        "training": {
+            k: metrics.get(k) for k in ("steps", "tokens", "train_seconds", "tokens_per_s")
+        },
+    }
+    if metrics.get("forgetting"):
+        info["forgetting"] = metrics["forgetting"]
+    return generator, info
+
+
+def train_sft_adapter(
+    task: Task,
+    ctx: RunContext,
+    rows: list[dict[str, Any]],
+    *,
+    system: str | None,
+    tag: str,
+) -> Path:
+    """A LoRA SFT adapter on `rows` with the task's `finetune` settings, cached and resumable.
+
+    Rows are prompt/completion pairs under `system`, or (`system=None`) whole chats in a
+    `messages` field. The cache folder is `CACHE/adapters/<task>-<tag>-<hash>/`.
+    """
+    from compoundai_adapters.sft import SFTConfig, run_sft
+
+    settings = task.spec.finetune
+    key = _key(rows, system, task.spec.models.generator, settings.model_dump(exclude={"dpo"}))
+    run_dir = ctx.cache_dir / "adapters" / f"{_slug(task.name)}-{tag}-{key}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_file = run_dir / "train.jsonl"
+    if not train_file.is_file():
+        _write_jsonl(train_file, rows)
+    config = SFTConfig(
+        model=task.spec.models.generator,
+        output_dir=str(run_dir),
+        train_file=str(train_file),
+        format="messages" if system is None else "prompt_completion",
+        system=system,
+        epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        lora={"rank": settings.lora_rank, "alpha": 2 * settings.lora_rank},
+        tokens_per_batch=settings.tokens_per_batch,
+        max_seq_len=settings.max_seq_len,
+        on_long_rows="skip",
+        seed=settings.seed,
+        forgetting_texts=_general_text(),
+        forgetting_tokens=8000,
+    )
+    adapter = _train_cached(run_dir, lambda resume: run_sft(config, ctx, resume=resume), ctx)
+    _stamp(adapter, fingerprint=f"{tag}-{key}")
+    return adapter
 
 
 def _general_text() -> str | None:

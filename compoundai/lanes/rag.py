@@ -385,21 +385,28 @@ class RagSystem(CompoundSystem):
                 fused, best = self.store.hybrid(todo, self.k)
                 self._hits.update(zip(todo, zip(fused, best, strict=True), strict=True))
             else:
-                for text, hits in zip(todo, self._neighbours(todo), strict=True):
+                for text, hits in zip(todo, self.neighbours(todo), strict=True):
                     self._hits[text] = (hits, max((h.score for h in hits), default=0.0))
         return [self._hits[t] for t in inputs]
 
-    def _neighbours(self, inputs: list[str]) -> list[list[Any]]:
+    def neighbours(
+        self, inputs: list[str], exclude: Sequence[str | None] | None = None
+    ) -> list[list[Any]]:
         """The k nearest distinct examples (an example split into chunks counts once).
 
         A few more than k are fetched and sorted by (score, id): equal scores then rank the
         same however the HNSW graph was built, so a reloaded system votes as the original.
+        `exclude` names, per input, an example id to leave out (a training example's own
+        record, when the compound lane builds its training prompts).
         """
         out = []
-        for hits in self.store.dense(inputs, 3 * self.k + 5):
+        skip = list(exclude) if exclude is not None else [None] * len(inputs)
+        for hits, own in zip(self.store.dense(inputs, 3 * self.k + 5), skip, strict=True):
             seen: dict[str, Any] = {}
             for h in sorted(hits, key=lambda h: (-h.score, hit_id(h))):
-                seen.setdefault(str(h.metadata.get("example_id")), h)
+                example = str(h.metadata.get("example_id"))
+                if example != own:
+                    seen.setdefault(example, h)
             out.append(list(seen.values())[: self.k])
         return out
 
@@ -407,23 +414,23 @@ class RagSystem(CompoundSystem):
 
     def prompts(self, inputs: Sequence[str]) -> list[Chat]:
         retrieved = self.retrieve(inputs)
-        chats: list[Chat] = []
-        for text, (hits, _) in zip(inputs, retrieved, strict=True):
-            if self.mode == "knn-vote":  # no model call; the "prompt" is what decides the vote
-                ids = ", ".join(hit_id(h) for h in hits)
-                chats.append([{"role": "system", "content": f"knn-vote over {ids}"}, _user(text)])
-            elif self.mode == "demos":
-                chat: Chat = [{"role": "system", "content": self.system_message()}]
-                for h in reversed(hits):  # most similar last, closest to the query
-                    chat.append(_user(h.text))
-                    chat.append({"role": "assistant", "content": format_output(_output(h))})
-                chats.append([*chat, _user(text)])
-            else:
-                system = f"{self.instructions}\n\n{CONTEXT_RULES}"
-                chats.append(
-                    [{"role": "system", "content": system}, _user(context_prompt(text, hits))]
-                )
-        return chats
+        return [
+            self.chat_for(text, hits) for text, (hits, _) in zip(inputs, retrieved, strict=True)
+        ]
+
+    def chat_for(self, text: str, hits: Sequence[Any]) -> Chat:
+        """The prompt for `text` given its hits (anything with `.text` and `.metadata`)."""
+        if self.mode == "knn-vote":  # no model call; the "prompt" is what decides the vote
+            ids = ", ".join(hit_id(h) for h in hits)
+            return [{"role": "system", "content": f"knn-vote over {ids}"}, _user(text)]
+        if self.mode == "demos":
+            chat: Chat = [{"role": "system", "content": self.system_message()}]
+            for h in reversed(hits):  # most similar last, closest to the query
+                chat.append(_user(h.text))
+                chat.append({"role": "assistant", "content": format_output(_output(h))})
+            return [*chat, _user(text)]
+        system = f"{self.instructions}\n\n{CONTEXT_RULES}"
+        return [{"role": "system", "content": system}, _user(context_prompt(text, hits))]
 
     # answering
 

@@ -1,0 +1,136 @@
+"""The compound lane: the rag lane's retrieval, served by an adapter trained on its prompts.
+
+RAFT (Zhang et al. 2024) in the shape of this task:
+
+- **Documents (free text)**: each training question is put to the index like a real query; its
+  prompt holds the top-k retrieved passages as distractors, and in `compound.gold_share` of the
+  prompts the question's gold passage (the `context` field of the training row) replaces one of
+  them at a random position. The answer is the gold answer citing that passage, `answer [n]`,
+  or, where the gold passage was left out, the abstention reply: the model learns to answer
+  briefly from the passages and to refuse when they do not hold the answer. Training rows
+  without a gold passage keep their retrieved passages and their own answer.
+- **Labels and JSON**: each training example's k nearest *other* training examples become its
+  demonstrations as chat turns (the rag/demos prompt), and its own output is the answer. As in
+  the finetune lane the contract is learnt from the answers, so the prompt does not list the
+  labels or the schema.
+
+At inference the system is the rag system (same index, same prompt template, same abstention
+and citations) with the adapter on the generator. Training uses the task's `finetune` settings
+and `compound.max_train_rows` prompts (label-stratified); the adapter is cached and resumable
+like the finetune lane's.
+"""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+from typing import Any
+
+from compoundai.context import RunContext
+from compoundai.errors import UserInputError
+from compoundai.generators.base import Chat
+from compoundai.lanes.finetune import adapter_generator, train_sft_adapter
+from compoundai.lanes.prompt import contract_of
+from compoundai.lanes.rag import ABSTAIN_TEXT, PASSAGE_CHARS, RagLane, RagSystem
+from compoundai.system import CompoundSystem, NoGenerator, format_output
+from compoundai.task import Task
+
+
+class CompoundLane:
+    """Retrieval + a LoRA adapter trained on retrieval prompts (RAFT-style)."""
+
+    family = "compound"
+    name = "compound"
+
+    def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
+        if task.spec.models.openai_base_url:
+            raise UserInputError(
+                "the compound lane trains a local model, but the task's generator is a server "
+                f"({task.spec.models.openai_base_url})",
+                hint="remove models.openai_base_url, or compare other lanes (--lanes prompt,rag)",
+            )
+        if not task.split("train"):
+            raise UserInputError(
+                "the compound lane needs training examples to train its adapter on",
+                hint="add examples.train (a JSONL of inputs and outputs) to the task file",
+            )
+        mode = "context" if task.spec.output.type == "free_text" else "demos"
+        rag = RagLane(mode).build(task, ctx)  # the index (cached), and the checks on inputs
+        assert isinstance(rag, RagSystem)
+        system = RagSystem(
+            self.name,
+            self.family,
+            task.spec.instructions,
+            contract_of(task),
+            NoGenerator(),
+            ctx=ctx,
+            info={"k": rag.k, "index": str(rag.store.folder), "holds": rag.store.holds},
+            generation=rag.generation,
+            store=rag.store,
+            mode=mode,
+            k=rag.k,
+            min_score=rag.min_score,
+            contract_in_prompt=False,
+        )
+        rows = self.training_rows(task, system)
+        adapter = train_sft_adapter(task, ctx, rows, system=None, tag="compound")
+        generator, info = adapter_generator(task, ctx, adapter)
+        system.generator = generator
+        system.info.update(info)
+        adapter_key = info["fingerprint"]
+        system.info["fingerprint"] = f"compound-{mode}-{rag.store.key}-k{rag.k}-{adapter_key}"
+        system.info["train_rows"] = len(rows)
+        return system
+
+    def training_rows(self, task: Task, system: RagSystem) -> list[dict[str, Any]]:
+        """One chat per sampled training example, ending in the answer to learn."""
+        from compoundai_evaluators import sample_cases
+
+        settings = task.spec.compound
+        examples = sample_cases(
+            task.split("train"),
+            settings.max_train_rows,
+            settings.seed,
+            task.spec.output.type == "labels",
+        )
+        inputs = [e.input for e in examples]
+        chats: list[Chat] = []
+        if system.mode == "demos":
+            neighbours = system.neighbours(inputs, exclude=[e.id for e in examples])
+            for ex, hits in zip(examples, neighbours, strict=True):
+                chats.append(_answered(system.chat_for(ex.input, hits), format_output(ex.output)))
+            return [{"messages": chat} for chat in chats]
+        rng = random.Random(settings.seed)
+        retrieved, _ = system.store.hybrid(inputs, system.k)
+        for ex, hits in zip(examples, retrieved, strict=True):
+            answer = _first_answer(ex.output)
+            gold = ex.meta.get("context")
+            if not isinstance(gold, str) or not gold.strip():
+                chats.append(_answered(system.chat_for(ex.input, hits), answer or ABSTAIN_TEXT))
+                continue
+            gold_flat = " ".join(gold.split())
+            passages = [h for h in hits if " ".join(h.text.split()) not in gold_flat]
+            passages = passages[: system.k]
+            # the prompt cuts each passage: a gold passage whose answer is cut off is no gold
+            seen = answer and answer in gold_flat[:PASSAGE_CHARS]
+            if seen and rng.random() < settings.gold_share:
+                passages = passages[: system.k - 1]
+                at = rng.randrange(len(passages) + 1)
+                title = ex.meta.get("title")
+                passages.insert(at, SimpleNamespace(text=gold, metadata={"title": title}))
+                target = f"{answer} [{at + 1}]"
+            else:
+                target = ABSTAIN_TEXT
+            chats.append(_answered(system.chat_for(ex.input, passages), target))
+        return [{"messages": chat} for chat in chats]
+
+
+def _answered(chat: Chat, answer: str) -> Chat:
+    return [*chat, {"role": "assistant", "content": answer}]
+
+
+def _first_answer(output: Any) -> str:
+    """A training row's answer: the string, or the first of a list of gold answers."""
+    if isinstance(output, list):
+        return str(output[0]).strip() if output else ""
+    return format_output(output).strip() if output is not None else ""
