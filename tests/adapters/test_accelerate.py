@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -22,8 +21,7 @@ def free_port() -> int:
 
 
 def test_two_cpu_processes_train_one_adapter(tmp_path, tiny_model_dir, sft_rows):
-    if shutil.which("accelerate") is None:
-        pytest.skip("accelerate's launcher is not installed")
+    pytest.importorskip("accelerate", reason="accelerate is not installed")
     write_jsonl(tmp_path / "train.jsonl", sft_rows * 4)
     config = {
         "model": str(tiny_model_dir),
@@ -39,8 +37,9 @@ def test_two_cpu_processes_train_one_adapter(tmp_path, tiny_model_dir, sft_rows)
     }
     (tmp_path / "sft.yaml").write_text(yaml.safe_dump(config))
     command = [
-        "accelerate",
-        "launch",
+        sys.executable,  # the launcher of this environment (its bin/ may not be on PATH)
+        "-m",
+        "accelerate.commands.launch",
         # accelerate's own multi-CPU path needs mpirun; --multi_gpu launches through torchrun,
         # and with no GPU the training loop's Accelerator joins a gloo process group on CPU
         "--multi_gpu",
