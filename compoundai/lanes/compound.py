@@ -29,7 +29,11 @@ from typing import Any
 from compoundai.context import RunContext
 from compoundai.errors import UserInputError
 from compoundai.generators.base import Chat
-from compoundai.lanes.finetune import adapter_generator, train_sft_adapter
+from compoundai.lanes.finetune import (
+    adapter_generator,
+    require_local_generator,
+    train_sft_adapter,
+)
 from compoundai.lanes.prompt import contract_of
 from compoundai.lanes.rag import ABSTAIN_TEXT, PASSAGE_CHARS, RagLane, RagSystem
 from compoundai.system import CompoundSystem, NoGenerator, format_output
@@ -43,12 +47,7 @@ class CompoundLane:
     name = "compound"
 
     def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
-        if task.spec.models.openai_base_url:
-            raise UserInputError(
-                "the compound lane trains a local model, but the task's generator is a server "
-                f"({task.spec.models.openai_base_url})",
-                hint="remove models.openai_base_url, or compare other lanes (--lanes prompt,rag)",
-            )
+        require_local_generator(task, self.family)
         if not task.split("train"):
             raise UserInputError(
                 "the compound lane needs training examples to train its adapter on",

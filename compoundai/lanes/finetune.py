@@ -94,12 +94,7 @@ class FinetuneLane:
         return rows
 
     def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
-        if task.spec.models.openai_base_url:
-            raise UserInputError(
-                "the finetune lane trains a local model, but the task's generator is a server "
-                f"({task.spec.models.openai_base_url})",
-                hint="remove models.openai_base_url, or compare other lanes (--lanes prompt,rag)",
-            )
+        require_local_generator(task, "finetune")
         if task.spec.finetune.adapter:
             adapter, rows = self._given_adapter(task), []
         else:
@@ -182,6 +177,16 @@ class FinetuneLane:
         adapter = _train_cached(run_dir, lambda resume: run_dpo(config, ctx, resume=resume), ctx)
         _stamp(adapter, fingerprint=f"dpo-{key}", serving_base=str(merged))
         return adapter
+
+
+def require_local_generator(task: Task, lane: str) -> None:
+    """Lanes that train an adapter need a local generator, not an OpenAI-compatible server."""
+    if task.spec.models.openai_base_url:
+        raise UserInputError(
+            f"the {lane} lane trains a local model, but the task's generator is a server "
+            f"({task.spec.models.openai_base_url})",
+            hint="remove models.openai_base_url, or compare other lanes (--lanes prompt,rag)",
+        )
 
 
 def adapter_generator(task: Task, ctx: RunContext, adapter: Path) -> tuple[Any, dict[str, Any]]:

@@ -4,6 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
+
+from compoundai.context import RunContext
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
@@ -22,3 +25,33 @@ def sft_rows() -> list[dict]:
         ][i % 3]
         rows.append({"text": f"{text} {i}", "label": label})
     return rows
+
+
+LABELS = ["card_arrival", "exchange_rate", "top_up"]
+
+
+def make_task(tmp_path: Path, model: Path, rows: list[dict], **extra) -> Path:
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    write_jsonl(tmp_path / "test.jsonl", rows[:6])
+    spec = {
+        "name": "tiny intents",
+        "instructions": "Name the intent.",
+        "output": {"type": "labels", "labels": LABELS},
+        "examples": {
+            "input_field": "text",
+            "output_field": "label",
+            "train": "train.jsonl",
+            "test": "test.jsonl",
+        },
+        "models": {"generator": str(model)},
+        "finetune": {"epochs": 2, "tokens_per_batch": 128, "learning_rate": 5e-3},
+        **extra,
+    }
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> RunContext:
+    return RunContext(cache_dir=tmp_path / "cache", progress=False)

@@ -8,42 +8,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from compoundai.context import RunContext
 from compoundai.errors import UserInputError
 from compoundai.lanes import CompoundLane, lanes_for
 from compoundai.lanes.rag import ABSTAIN_TEXT, CONTEXT_RULES
 from compoundai.system import CompoundSystem
 from compoundai.task import load_task
-from tests.adapters.conftest import write_jsonl
+from tests.adapters.conftest import LABELS, make_task, write_jsonl
 
-LABELS = ["card_arrival", "exchange_rate", "top_up"]
 TRAINING = {"epochs": 1, "tokens_per_batch": 512, "learning_rate": 5e-3, "max_seq_len": 1024}
 
 
-@pytest.fixture
-def ctx(tmp_path: Path) -> RunContext:
-    return RunContext(cache_dir=tmp_path / "cache", progress=False)
-
-
 def label_task(tmp_path: Path, model: Path, rows: list[dict], **extra) -> Path:
-    write_jsonl(tmp_path / "train.jsonl", rows)
-    write_jsonl(tmp_path / "test.jsonl", rows[:6])
-    spec = {
-        "name": "tiny intents",
-        "instructions": "Name the intent.",
-        "output": {"type": "labels", "labels": LABELS},
-        "examples": {
-            "input_field": "text",
-            "output_field": "label",
-            "train": "train.jsonl",
-            "test": "test.jsonl",
-        },
-        "models": {"generator": str(model), "embedder": "hash:64"},
-        "finetune": TRAINING,
-        **extra,
-    }
-    (tmp_path / "task.yaml").write_text(yaml.safe_dump(spec))
-    return tmp_path / "task.yaml"
+    """The finetune tests' label task, with the hash embedder and quicker training."""
+    models = {"generator": str(model), "embedder": "hash:64"}
+    return make_task(tmp_path, model, rows, models=models, finetune=TRAINING, **extra)
 
 
 def training_chats(system: CompoundSystem) -> list[list[dict[str, str]]]:

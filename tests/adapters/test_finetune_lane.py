@@ -12,36 +12,7 @@ from compoundai.context import RunContext
 from compoundai.errors import UserInputError
 from compoundai.lanes import FinetuneLane, lanes_for
 from compoundai.task import load_task
-from tests.adapters.conftest import write_jsonl
-
-LABELS = ["card_arrival", "exchange_rate", "top_up"]
-
-
-def make_task(tmp_path: Path, model: Path, rows: list[dict], **extra) -> Path:
-    write_jsonl(tmp_path / "train.jsonl", rows)
-    write_jsonl(tmp_path / "test.jsonl", rows[:6])
-    spec = {
-        "name": "tiny intents",
-        "instructions": "Name the intent.",
-        "output": {"type": "labels", "labels": LABELS},
-        "examples": {
-            "input_field": "text",
-            "output_field": "label",
-            "train": "train.jsonl",
-            "test": "test.jsonl",
-        },
-        "models": {"generator": str(model)},
-        "finetune": {"epochs": 2, "tokens_per_batch": 128, "learning_rate": 5e-3},
-        **extra,
-    }
-    path = tmp_path / "task.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> RunContext:
-    return RunContext(cache_dir=tmp_path / "cache", progress=False)
+from tests.adapters.conftest import LABELS, make_task, write_jsonl
 
 
 def test_builds_trains_and_answers_with_a_label(tmp_path, tiny_model_dir, sft_rows, ctx):

@@ -31,11 +31,6 @@ def smol(real_ctx: RunContext) -> Path:
     return ModelStore(real_ctx).pull("smollm2-135m-instruct")
 
 
-@pytest.fixture
-def ctx(tmp_path):
-    return RunContext(cache_dir=tmp_path / "cache", progress=False)
-
-
 def read_jsonl(path: Path, n: int) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()[:n]]
 

@@ -8,18 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from compoundai.context import RunContext
 from compoundai.errors import UserInputError
 from compoundai_adapters.common import load_config
 from compoundai_adapters.dpo import DPOConfig, preference_accuracy, preference_margins, run_dpo
 from compoundai_adapters.pretrain import PretrainConfig, run_pretrain
 from compoundai_adapters.sft import SFTConfig, run_sft, tokenize_chat
 from tests.adapters.conftest import write_jsonl
-
-
-@pytest.fixture
-def ctx(tmp_path):
-    return RunContext(cache_dir=tmp_path / "cache", progress=False)
 
 
 def sft_config(tmp_path, model_dir, **kw):
