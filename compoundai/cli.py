@@ -277,10 +277,12 @@ def report_cmd(report_dir: Path) -> None:
 # Command groups that live in their own modules (they share compoundai.cli_common).
 from compoundai.cli_build import build  # noqa: E402
 from compoundai.cli_index import index  # noqa: E402
+from compoundai.cli_serve import serve  # noqa: E402
 from compoundai.cli_train import train  # noqa: E402
 
 cli.add_command(build)
 cli.add_command(index)
+cli.add_command(serve)
 cli.add_command(train)
 
 

@@ -69,3 +69,22 @@ train.add_command(
     _stage_command("sft", "Supervised fine-tuning on prompt/completion or chat rows.")
 )
 train.add_command(_stage_command("dpo", "DPO on chosen/rejected preference pairs."))
+
+
+@train.command("check-vllm")
+@click.argument("adapter_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--max-lora-rank", type=int, default=16, show_default=True, help="vLLM's flag.")
+@_errors_to_exit_codes
+def check_vllm(adapter_dir: Path, max_lora_rank: int) -> None:
+    """Check that vLLM (`--enable-lora`) can load ADAPTER_DIR (a saved adapter, or a system's)."""
+    from compoundai.errors import Problem, UserInputError
+    from compoundai_adapters.artifacts import vllm_problems
+
+    if (adapter_dir / "adapter").is_dir() and not (adapter_dir / "adapter_config.json").exists():
+        adapter_dir = adapter_dir / "adapter"  # a system directory: its adapter copy
+    problems = vllm_problems(adapter_dir, max_lora_rank)
+    if problems:
+        raise UserInputError(
+            [Problem(p) for p in problems], hint=f"vLLM would refuse {adapter_dir}"
+        )
+    click.echo(f"{adapter_dir}: loads in vLLM with --enable-lora --max-lora-rank {max_lora_rank}")

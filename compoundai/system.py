@@ -16,9 +16,10 @@ import hashlib
 import importlib
 import json
 import os
+import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,6 +87,18 @@ class DemoBank:
 
 def format_output(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def answer_content(answer: Answer) -> str:
+    """What a reader gets: the parsed output as text, else the raw text (e.g. an abstention)."""
+    if answer.output is None or answer.output == "":
+        return answer.text
+    return format_output(answer.output)
+
+
+def text_chunks(text: str) -> list[str]:
+    """`text` split at word boundaries, each piece keeping its leading space (stream pieces)."""
+    return re.findall(r"\s*\S+", text) or [text]
 
 
 class CompoundSystem:
@@ -164,6 +177,22 @@ class CompoundSystem:
 
     def batch(self, inputs: Sequence[str]) -> list[Answer]:
         return self.answer(self.prompts(inputs))
+
+    def stream(self, text: str) -> Iterator[str]:
+        """The answer's text in pieces. The whole answer is computed first: the output contract
+        needs all of it (a label chosen by likelihood, JSON validated, citations stripped)."""
+        yield from text_chunks(answer_content(self.invoke(text)))
+
+    def as_runnable(self) -> Any:
+        """This system as a LangChain `Runnable` (str in, the answer's text out).
+
+        `batch` goes to the system's own `batch`, so a chain batches as the system does.
+
+        >>> chain = system.as_runnable() | (lambda label: label.upper())  # doctest: +SKIP
+        """
+        from compoundai.langchain import SystemRunnable
+
+        return SystemRunnable(system=self)
 
     def answer(self, chats: list[Chat]) -> list[Answer]:
         """Answer prompts already built: label likelihood, or generate and parse."""

@@ -74,3 +74,24 @@ def test_lane_names(fake_ctx):
     with pytest.raises(UserInputError, match="unknown lane"):
         lanes_for(["magic"])
     assert [lane.name for lane in lanes_for(["compound"])] == ["compound"]
+
+
+def test_stream_and_langchain_runnable_give_the_parsed_answer():
+    from langchain_core.messages import HumanMessage, SystemMessage
+    from langchain_core.prompts import ChatPromptTemplate
+
+    gen = FakeGenerator(lambda chat: "echo: " + chat[-1]["content"])
+    system = CompoundSystem("s", "prompt", "Repeat.", OutputContract(), gen)
+    assert list(system.stream("a b")) == ["echo:", " a", " b"]
+    runnable = system.as_runnable()
+    assert runnable.invoke("hi") == "echo: hi"
+    assert runnable.invoke({"input": "hi"}) == "echo: hi"
+    assert runnable.invoke([SystemMessage("x"), HumanMessage("yo")]) == "echo: yo"
+    calls_before = len(gen.calls)
+    assert runnable.batch(["1", "2", "3"]) == ["echo: 1", "echo: 2", "echo: 3"]
+    assert len(gen.calls) == calls_before + 3
+    chain = ChatPromptTemplate.from_messages([("human", "say {x}")]) | runnable | str.upper
+    assert chain.invoke({"x": "cheese"}) == "ECHO: SAY CHEESE"
+    assert "".join(runnable.stream("p q")) == "echo: p q"
+    with pytest.raises(UserInputError, match="takes text"):
+        runnable.invoke(42)

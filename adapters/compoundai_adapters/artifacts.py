@@ -80,3 +80,60 @@ def merge_and_export(adapter_dir: str | Path, out_dir: str | Path, ctx: Any = No
         json.dumps({**manifest, "merged_from": str(adapter_dir)}, indent=2) + "\n"
     )
     return out
+
+
+# vLLM's LoRA loader (`vllm/lora/peft_helper.py` and the model's packed modules) accepts these
+# ranks and, for Llama-family models such as SmolLM2, these target modules.
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+VLLM_LLAMA_MODULES = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+def vllm_problems(adapter_dir: str | Path, max_lora_rank: int = 16) -> list[str]:
+    """What would stop vLLM (`--enable-lora --max-lora-rank N`) from loading this adapter.
+
+    Checks the rules vLLM's PEFT helper enforces: a LoRA config with `r`, `lora_alpha` and
+    `target_modules`; no bias, DoRA or `modules_to_save`; a rank vLLM supports and within
+    `--max-lora-rank`; Llama target modules only; and LoRA tensors only in the safetensors
+    (no `lm_head` / `embed_tokens` weights). An empty list means it loads.
+
+    >>> vllm_problems("out/banking77-sft/adapter")                       # doctest: +SKIP
+    []
+    """
+    from safetensors import safe_open
+
+    folder = Path(adapter_dir)
+    config_file, weights = folder / "adapter_config.json", folder / "adapter_model.safetensors"
+    if not config_file.is_file() or not weights.is_file():
+        return [f"{folder}: needs adapter_config.json and adapter_model.safetensors"]
+    config = json.loads(config_file.read_text())
+    problems = []
+    if config.get("peft_type") != "LORA":
+        problems.append(f"peft_type is {config.get('peft_type')!r}; vLLM serves LORA adapters")
+    missing = [k for k in ("r", "lora_alpha", "target_modules") if k not in config]
+    if missing:
+        problems.append(f"adapter_config.json lacks {', '.join(missing)}")
+    if config.get("bias", "none") != "none":
+        problems.append(
+            f"bias={config['bias']!r} needs vLLM's --enable-lora-bias; train bias='none'"
+        )
+    if config.get("use_dora"):
+        problems.append("DoRA adapters are not supported by vLLM")
+    if config.get("modules_to_save"):
+        problems.append(f"modules_to_save={config['modules_to_save']} is not supported by vLLM")
+    rank = config.get("r")
+    if isinstance(rank, int):
+        if rank not in VLLM_LORA_RANKS:
+            problems.append(f"rank {rank} is not one vLLM supports {VLLM_LORA_RANKS}")
+        elif rank > max_lora_rank:
+            problems.append(f"rank {rank} > --max-lora-rank {max_lora_rank}; raise that flag")
+    targets = config.get("target_modules") or []
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    unknown = sorted(set(targets) - VLLM_LLAMA_MODULES)
+    if unknown:
+        problems.append(f"target modules vLLM cannot map for Llama models: {unknown}")
+    with safe_open(str(weights), framework="pt") as f:
+        keys = list(f.keys())
+    full = [k for k in keys if "lora_A" not in k and "lora_B" not in k]
+    if full:
+        problems.append(f"{len(full)} non-LoRA tensors (e.g. {full[0]}); vLLM rejects them")
+    return problems

@@ -101,6 +101,9 @@ def _estimate(e: Estimate, n: int) -> MetricValue:
     return MetricValue(value=e.value, ci_low=low, ci_high=high, n=n)
 
 
+CACHE_CHUNK = 32  # answers generated and stored together
+
+
 def _answer(system: Any, cases: Sequence[Example], cache: OutputCache | None) -> tuple[list, int]:
     """The system's answers to every case, from the cache where possible; `(answers, cached)`."""
     if cache is None:
@@ -108,9 +111,12 @@ def _answer(system: Any, cases: Sequence[Example], cache: OutputCache | None) ->
     keys, fp = prompt_keys(system, cases), fingerprint(system)
     found = cache.get(fp, keys)
     missing = [i for i, k in enumerate(keys) if k not in found]
-    if missing:
-        fresh = system.batch([cases[i].input for i in missing])
-        new = {keys[i]: a for i, a in zip(missing, fresh, strict=True)}
+    # In chunks, each stored as soon as it is answered: a run that dies halfway (a server
+    # that goes away, a kill) keeps what it finished, and the re-run asks only for the rest.
+    for start in range(0, len(missing), CACHE_CHUNK):
+        chunk = missing[start : start + CACHE_CHUNK]
+        fresh = system.batch([cases[i].input for i in chunk])
+        new = {keys[i]: a for i, a in zip(chunk, fresh, strict=True)}
         cache.put(fp, new)
         found.update(new)
     return [found[k] for k in keys], len(cases) - len(missing)

@@ -211,3 +211,19 @@ def test_shipped_sft_config_validates():
     assert Path(config.train_file).is_file()
     assert Path(config.forgetting_texts).is_file()
     assert config.lora is not None and config.lora.target_modules == "all-linear"
+
+
+def test_saved_adapter_passes_vllm_rules_and_a_bad_one_does_not(
+    tmp_path, tiny_model_dir, sft_rows, ctx
+):
+    from compoundai_adapters.artifacts import vllm_problems
+
+    write_jsonl(tmp_path / "train.jsonl", sft_rows)
+    out = run_sft(sft_config(tmp_path, tiny_model_dir, max_steps=1), ctx)
+    assert vllm_problems(out) == []
+    config = json.loads((out / "adapter_config.json").read_text())
+    config.update(r=12, use_dora=True, modules_to_save=["lm_head"], bias="all")
+    (out / "adapter_config.json").write_text(json.dumps(config))
+    problems = " | ".join(vllm_problems(out, max_lora_rank=16))
+    for expected in ("rank 12", "DoRA", "modules_to_save", "bias='all'"):
+        assert expected in problems

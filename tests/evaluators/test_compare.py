@@ -94,6 +94,30 @@ def test_cache_reuses_answers_and_recomputes_only_what_changed(tmp_path):
     assert len(gen.calls) == 66
 
 
+def test_a_run_that_dies_halfway_keeps_the_answers_it_finished(tmp_path):
+    from compoundai_evaluators.compare import CACHE_CHUNK
+
+    cases = make_cases(CACHE_CHUNK * 2 + 5)
+    calls = {"n": 0}
+
+    def answer(chat):
+        calls["n"] += 1
+        if calls["n"] > CACHE_CHUNK + 3:  # the server goes away inside the second chunk
+            raise ConnectionError("server went away")
+        return chat[-1]["content"].split()[-1]
+
+    system = CompoundSystem(
+        "p", "prompt", "Name the label.", OutputContract(), FakeGenerator(answer)
+    )
+    cache = OutputCache(tmp_path)
+    failed = compare([system], cases, ["accuracy"], cache=cache)
+    assert failed.lanes[0].status == "failed" and "went away" in failed.lanes[0].message
+    calls["n"] = -10_000  # back up
+    again = compare([system], cases, ["accuracy"], cache=cache)
+    assert again.lanes[0].status == "ok" and again.lanes[0].cached == CACHE_CHUNK
+    assert calls["n"] == -10_000 + len(cases) - CACHE_CHUNK
+
+
 def test_preference_accuracy_is_measured_on_pairs_with_a_scorer():
     cases = make_cases(6)
     pairs = [PreferencePair(str(i), f"q{i}", "good answer", "bad") for i in range(20)]
