@@ -100,20 +100,58 @@ def models_list(obj: dict[str, Any], as_json: bool) -> None:
 @cli.command()
 @click.argument("task_file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@click.option(
+    "--probe",
+    "probe_cases",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Also measure the cheap lanes (prompt, rag) on N dev cases; they can overturn the rules.",
+)
+@click.option(
+    "--good-enough",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="With --probe: a cheap lane scoring this much makes training unnecessary.",
+)
 @click.pass_obj
 @_errors_to_exit_codes
-def decide(obj: dict[str, Any], task_file: Path, as_json: bool) -> None:
+def decide(
+    obj: dict[str, Any],
+    task_file: Path,
+    as_json: bool,
+    probe_cases: int | None,
+    good_enough: float,
+) -> None:
     """Print the router's decision for TASK_FILE, with the reasons behind it."""
     from compoundai.profile import profile
     from compoundai.router import Router
     from compoundai.task import load_task
 
     task = load_task(task_file)
-    decision = Router().decide(profile(task, _ctx(obj)))
+    ctx = _ctx(obj)
+    decision = Router().decide(profile(task, ctx))
+    if probe_cases is not None:
+        from compoundai.probe import probe
+
+        decision = probe(task, decision, ctx, cases=probe_cases, good_enough=good_enough)
     if as_json:
-        click.echo(decision.model_dump_json(indent=2, exclude={"stages"}))
+        exclude = {"stages"} | ({"probe"} if decision.probe is None else set())
+        click.echo(decision.model_dump_json(indent=2, exclude=exclude))
         return
     click.echo(f"plan: {decision.plan}")
+    if decision.probe is not None:
+        p = decision.probe
+        click.echo(f"probe ({p['cases']} dev cases, {p['metric']}): {p['note']}")
+        for lane in p["lanes"]:
+            if lane["status"] == "ok":
+                click.echo(
+                    f"  {lane['lane']:<18} {lane['value']:.3f} "
+                    f"[{lane['ci_low']:.3f}, {lane['ci_high']:.3f}]"
+                )
+            else:
+                click.echo(f"  {lane['lane']:<18} {lane['status']}: {lane['message']}")
     click.echo("ranked: " + ", ".join(f"{r.lane} ({r.score:g})" for r in decision.ranked))
     click.echo("reasons:")
     for r in decision.reasons:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +49,9 @@ class Decision(BaseModel):
     ranked: list[RankedLane]
     reasons: list[Reason]
     stages: list[str] = Field(default_factory=list)
+    # Set by probe mode (`compoundai.probe.probe`): the cheap lanes' dev scores and whether
+    # they overturned the rules.
+    probe: dict[str, Any] | None = None
 
     @property
     def top_lane(self) -> str:

@@ -54,7 +54,8 @@ class CompoundLane:
                 hint="add examples.train (a JSONL of inputs and outputs) to the task file",
             )
         mode = "context" if task.spec.output.type == "free_text" else "demos"
-        rag = RagLane(mode).build(task, ctx)  # the index (cached), and the checks on inputs
+        # the index (cached) and the checks on inputs, without loading the base generator
+        rag = RagLane(mode).build(task, ctx, generator=NoGenerator())
         assert isinstance(rag, RagSystem)
         system = RagSystem(
             self.name,

@@ -44,7 +44,7 @@ import numpy as np
 
 from compoundai.context import RunContext
 from compoundai.errors import UserInputError
-from compoundai.generators.base import Chat, GenerationConfig
+from compoundai.generators.base import Chat, GenerationConfig, Generator
 from compoundai.lanes.prompt import contract_of, shared_generator
 from compoundai.system import Answer, CompoundSystem, NoGenerator, format_output
 from compoundai.task import Task
@@ -600,7 +600,11 @@ class RagLane:
             )
         return self.mode
 
-    def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
+    def build(
+        self, task: Task, ctx: RunContext, *, generator: Generator | None = None
+    ) -> CompoundSystem:
+        """The rag system; `generator` replaces the task's (the compound lane passes a
+        placeholder, since it brings its own adapter, so the base model is not loaded)."""
         from compoundai_retrievers.embedders import make_embedder
 
         mode = self._mode_for(task)
@@ -624,7 +628,8 @@ class RagLane:
         else:
             store = RagStore.for_examples(task, ctx, embedder)
         # kNN vote never calls the generator: do not load one for it.
-        generator = NoGenerator() if mode == "knn-vote" else shared_generator(task, ctx)
+        if generator is None:
+            generator = NoGenerator() if mode == "knn-vote" else shared_generator(task, ctx)
         min_score = self.min_score if self.min_score is not None else MIN_SCORES.get(embedder.name)
         return RagSystem(
             name,

@@ -36,6 +36,7 @@ def test_labels_train_on_retrieved_demos_without_the_example_itself(
     task = load_task(path)
     system = CompoundLane().build(task, ctx)
     assert system.name == "compound" and system.lane == "compound"
+    assert "generator" not in ctx.clients  # the base generator was never loaded for it
     manifest = json.loads((Path(system.info["adapter"]) / "manifest.json").read_text())
     assert manifest["stage"] == "sft" and manifest["examples"] == 12
     chats = training_chats(system)
