@@ -62,7 +62,8 @@ def test_probe_needs_a_dev_split(tmp_path, fake_ctx):
     )
     (tmp_path / "task.yaml").write_text(
         "name: t\ninstructions: Label it.\noutput: {type: labels, labels: [x, y]}\n"
-        "examples: {input_field: text, output_field: label, train: train.jsonl, test: train.jsonl}\n"
+        "examples: {input_field: text, output_field: label, train: train.jsonl,"
+        " test: train.jsonl}\n"
     )
     task = load_task(tmp_path / "task.yaml")
     with pytest.raises(UserInputError, match="needs a dev split"):

@@ -1,0 +1,97 @@
+"""`compoundai serve` as users run it: the CLI in its own process, real built systems, real
+models, the official `openai` client and LangChain's `ChatOpenAI` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import openai
+import pytest
+
+from compoundai.lanes import PromptLane, RagLane
+from compoundai.serve import free_port
+from compoundai.task import load_task
+from tests.conftest import BANKING
+
+pytestmark = pytest.mark.slow
+KEY = "real-key"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, real_ctx):
+    folder = tmp_path_factory.mktemp("systems")
+    task = load_task(BANKING)
+    RagLane("knn-vote").build(task, real_ctx).save(folder / "knn", task=task)
+    PromptLane(shots=5).build(task, real_ctx).save(folder / "fewshot", task=task)
+    port = free_port()
+    env = {**os.environ, "COMPOUNDAI_API_KEY": KEY, "COMPOUNDAI_CACHE": str(real_ctx.cache_dir)}
+    log = (folder / "server.log").open("wb")
+    cmd = [sys.executable, "-m", "compoundai", "serve", f"knn={folder / 'knn'}",
+           f"fewshot={folder / 'fewshot'}", "--port", str(port)]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while True:
+        assert proc.poll() is None, (folder / "server.log").read_text()[-3000:]
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, "compoundai serve did not start"
+        time.sleep(0.3)
+    yield url + "/v1", folder
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+QUESTIONS = [
+    "My new card still hasn't arrived, when will it come?",
+    "I want to change my PIN",
+    "Why was I charged a fee for my transfer?",
+]
+
+
+def test_openai_client_gets_the_systems_answers_plain_and_streamed(served, real_ctx):
+    from compoundai.system import CompoundSystem
+
+    url, folder = served
+    client = openai.OpenAI(base_url=url, api_key=KEY)
+    assert sorted(m.id for m in client.models.list().data) == ["fewshot", "knn"]
+    labels = load_task(BANKING).labels
+    for model in ("knn", "fewshot"):
+        local = CompoundSystem.load(folder / model, real_ctx).batch(QUESTIONS)
+        for question, expected in zip(QUESTIONS, local, strict=True):
+            out = client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": question}]
+            )
+            content = out.choices[0].message.content
+            assert content == expected.output and content in labels, (model, question)
+            assert out.model_extra["compoundai"]["lane"] in ("rag", "prompt")
+    chunks = client.chat.completions.create(
+        model="fewshot", messages=[{"role": "user", "content": QUESTIONS[1]}], stream=True
+    )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == local[1].output
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=url, api_key="wrong").models.list()
+
+
+def test_langchain_chat_openai_against_the_cli_server(served, real_ctx):
+    from langchain_openai import ChatOpenAI
+
+    from compoundai.system import CompoundSystem
+
+    url, folder = served
+    expected = CompoundSystem.load(folder / "knn", real_ctx).invoke(QUESTIONS[2]).output
+    llm = ChatOpenAI(model="knn", base_url=url, api_key=KEY)
+    assert llm.invoke(QUESTIONS[2]).content == expected
+    assert "".join(str(c.content) for c in llm.stream(QUESTIONS[2])) == expected
