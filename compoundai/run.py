@@ -9,6 +9,7 @@ are written together at the end. Measuring and judging live in `compoundai_evalu
 from __future__ import annotations
 
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -97,6 +98,10 @@ def run_task(
     systems, results_skipped = [], []
     for lane in lane_objs:
         started = time.perf_counter()
+        if ctx.progress:  # the lanes that train take minutes: say which one is at work
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"building {lane.name}", file=sys.stderr)
         try:
             system = lane.build(task, ctx)
         except CompoundAIError as exc:

@@ -59,7 +59,10 @@ def load_adapter(path: str | Path, base: Any) -> Any:
 
     if not (Path(path) / "adapter_model.safetensors").is_file():
         raise UserInputError(f"no adapter_model.safetensors in {path}")
-    return PeftModel.from_pretrained(base, str(path), use_safetensors=True)
+    from compoundai_adapters.common import quiet_peft
+
+    with quiet_peft():
+        return PeftModel.from_pretrained(base, str(path), use_safetensors=True)
 
 
 def merge_and_export(adapter_dir: str | Path, out_dir: str | Path, ctx: Any = None) -> Path:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -156,7 +159,19 @@ def apply_lora(model: Any, lora: LoraSettings) -> Any:
         task_type="CAUSAL_LM",
         bias="none",
     )
-    return get_peft_model(model, config, autocast_adapter_dtype=True)
+    with quiet_peft():
+        return get_peft_model(model, config, autocast_adapter_dtype=True)
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Hide the FutureWarning PEFT triggers by asking transformers 5 through a deprecated
+    alias (`is_gradient_checkpointing`): users cannot act on it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        yield
 
 
 def _qlora_config() -> Any:

@@ -106,9 +106,15 @@ class LocalGenerator:
 
     def _setup(self, model: Any, tokenizer: Any, adapter: str | Path | None) -> None:
         if adapter is not None:
+            import warnings
+
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, str(adapter))
+            with warnings.catch_warnings():  # PEFT's deprecated transformers alias, not ours
+                warnings.filterwarnings(
+                    "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+                )
+                model = PeftModel.from_pretrained(model, str(adapter), use_safetensors=True)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         if tokenizer.pad_token is None:
