@@ -103,17 +103,18 @@ def models_list(obj: dict[str, Any], as_json: bool) -> None:
 @click.option(
     "--probe",
     "probe_cases",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
     metavar="N",
     help="Also measure the cheap lanes (prompt, rag) on N dev cases; they can overturn the rules.",
 )
 @click.option(
     "--good-enough",
-    type=float,
+    type=click.FloatRange(0, 1),
     default=0.9,
     show_default=True,
-    help="With --probe: a cheap lane scoring this much makes training unnecessary.",
+    help="With --probe: a cheap lane whose interval's lower end reaches this makes "
+    "training unnecessary.",
 )
 @click.pass_obj
 @_errors_to_exit_codes

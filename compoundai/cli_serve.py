@@ -27,6 +27,13 @@ from compoundai.cli_common import _ctx, _errors_to_exit_codes
     "--max-tokens-limit", type=int, default=1024, show_default=True, help="Larger max_tokens → 400."
 )
 @click.option(
+    "--max-input-chars",
+    type=int,
+    default=20_000,
+    show_default=True,
+    help="Longer user messages → 400.",
+)
+@click.option(
     "--max-queue", type=int, default=256, show_default=True, help="Waiting requests before 503."
 )
 @click.pass_obj
@@ -40,6 +47,7 @@ def serve(
     max_batch: int,
     max_body_bytes: int,
     max_tokens_limit: int,
+    max_input_chars: int,
     max_queue: int,
 ) -> None:
     """Serve built systems at http://HOST:PORT/v1 (chat completions, models, health).
@@ -54,15 +62,14 @@ def serve(
     from compoundai.errors import UserInputError
     from compoundai.serve import ServeSettings, create_app, is_loopback, load_systems
 
+    api_key = api_key or None  # an empty COMPOUNDAI_API_KEY is no key, not the key ""
     if not is_loopback(host) and not api_key:
         raise UserInputError(
             f"refusing to serve on {host} without an API key",
             hint="pass --api-key (or set COMPOUNDAI_API_KEY), or bind 127.0.0.1",
         )
-    if min(max_batch, max_body_bytes, max_tokens_limit, max_queue) < 1:
-        raise UserInputError(
-            "--max-batch, --max-body-bytes, --max-tokens-limit and --max-queue must be ≥ 1"
-        )
+    if min(max_batch, max_body_bytes, max_tokens_limit, max_input_chars, max_queue) < 1:
+        raise UserInputError("the --max-* options must be at least 1")
     ctx = _ctx(obj)
     ctx.progress = False
     loaded = load_systems(systems, ctx)
@@ -70,6 +77,7 @@ def serve(
         api_key=api_key,
         max_body_bytes=max_body_bytes,
         max_tokens_limit=max_tokens_limit,
+        max_input_chars=max_input_chars,
         max_batch=max_batch,
         max_queue=max_queue,
     )

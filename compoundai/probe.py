@@ -2,13 +2,18 @@
 
 The rules decide from signals; the probe measures. It builds the lanes that need no training
 (prompt zero/few-shot and the rag variants), scores them on a stratified sample of the dev
-split with the task's primary metric (never the test split: that is for reports), and
-overturns the rules in two cases, each recorded in `Decision.probe` and as a reason:
+split (never the test split: that is for reports) with the task's first answer-quality metric
+(see below), and overturns the rules in two cases, each recorded in `Decision.probe` and as
+a reason:
 
 - the rules chose a cheap lane (prompt or rag), and the other cheap family beat it on the
   sample with its paired 95% interval clear of zero: the measured family goes first;
 - the rules chose a lane that trains (finetune, compound), and a cheap lane already reaches
-  `good_enough` on the sample: training is not worth its cost, the cheap lane goes first.
+  `good_enough` on the sample with the lower end of its 95% interval: training is not worth
+  its cost, the cheap lane goes first.
+
+The probe judges by the task's first answer-quality metric: retrieval metrics (recall@k, MRR),
+bare JSON validity and the diagnostics are not what a task is decided on.
 
 Otherwise the rules stand, and the probe's figures are kept next to them.
 """
@@ -25,6 +30,16 @@ from compoundai.router import Decision, RankedLane, Reason
 from compoundai.task import Task
 
 CHEAP = ("prompt", "rag")
+# Metrics a lane can score well on while answering badly: never the probe's judge.
+NOT_QUALITY = {"json_valid", "mrr", "groundedness", "abstention_accuracy"}
+
+
+def probe_metric(metrics: list[str]) -> str:
+    """The first answer-quality metric of the task's list."""
+    for name in metrics:
+        if name not in NOT_QUALITY and not name.startswith("recall_at_"):
+            return name
+    return metrics[0]
 
 
 class ProbeLane(BaseModel):
@@ -82,7 +97,7 @@ def probe(
         )
     spec = task.spec
     sample = sample_cases(dev, cases, spec.evaluation.seed, spec.output.type == "labels")
-    metric = task.metrics[0]
+    metric = probe_metric(list(task.metrics))
     systems, lanes = [], []
     for lane in lanes_for(list(CHEAP), task):
         try:
@@ -106,6 +121,7 @@ def probe(
         progress=ctx.progress,
     )
     scored: dict[str, tuple[str, float]] = {}
+    lows: dict[str, float] = {}
     for result in comparison.lanes:
         m = result.metrics.get(metric)
         if result.status != "ok" or m is None:
@@ -119,6 +135,7 @@ def probe(
             )
             continue
         scored[result.name] = (result.family, m.value)
+        lows[result.name] = m.ci_low
         lanes.append(
             ProbeLane(
                 lane=result.name,
@@ -153,14 +170,17 @@ def probe(
                 )
             elif diff is not None:
                 note += f"; its lead over {mine} is not clear of zero ({diff.value:+.3f})"
-        elif top not in CHEAP and best_value >= good_enough:
+        elif top not in CHEAP and lows[best_lane] >= good_enough:
             new_top = best_family
             note = (
                 f"overturned: {best_lane} already scores {best_value:.3f} {metric} "
-                f"(>= {good_enough}) on {len(sample)} dev cases without training"
+                f"(95% interval from {lows[best_lane]:.3f} >= {good_enough}) on "
+                f"{len(sample)} dev cases without training"
             )
         elif top not in CHEAP:
-            note += f" (< {good_enough}): training may pay off"
+            note += (
+                f" (interval from {lows[best_lane]:.3f}, under {good_enough}): training may pay off"
+            )
 
     overturned = new_top != top
     measured = Probe(

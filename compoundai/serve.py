@@ -43,7 +43,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from compoundai.errors import CompoundAIError, UserInputError
+from compoundai.errors import UserInputError
 from compoundai.generators.base import GenerationConfig
 from compoundai.system import Answer, CompoundSystem, answer_content, text_chunks
 
@@ -58,6 +58,7 @@ class ServeSettings:
 
     api_key: str | None = None
     max_body_bytes: int = 1_000_000
+    max_input_chars: int = 20_000
     max_tokens_limit: int = 1024
     max_batch: int = 16
     batch_wait_ms: float = 10.0
@@ -171,6 +172,10 @@ class Batcher:
                 self._held.append(waiting)
         return batch
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         while True:
             batch = self._next_batch()
@@ -179,20 +184,38 @@ class Batcher:
             live = [j for j in batch if j.future.set_running_or_notify_cancel()]
             if not live:
                 continue
-            system = self.system
-            if live[0].config != system.generation:
-                system = copy.copy(system)
-                system.generation = live[0].config
             try:
-                answers = system.batch([j.text for j in live])
-            except BaseException as exc:  # handed to the waiting requests, not lost
+                self._answer(live)
+            except Exception as exc:
+                # One request that breaks the system must not fail the others batched with
+                # it: answer them one at a time, so only the culprit gets the error.
+                if len(live) == 1:
+                    self._fail(live[0], exc)
+                    continue
                 for job in live:
-                    job.future.set_exception(exc)
-                continue
-            self.batches += 1
-            self.answered += len(live)
-            for job, answer in zip(live, answers, strict=True):
-                job.future.set_result(answer)
+                    try:
+                        self._answer([job])
+                    except Exception as one:
+                        self._fail(job, one)
+
+    def _answer(self, jobs: list[_Job]) -> None:
+        system = self.system
+        if jobs[0].config != system.generation:
+            system = copy.copy(system)
+            system.generation = jobs[0].config
+        answers = system.batch([j.text for j in jobs])
+        if len(answers) != len(jobs):
+            raise RuntimeError(f"{len(jobs)} inputs, {len(answers)} answers")
+        self.batches += 1
+        self.answered += len(jobs)
+        for job, answer in zip(jobs, answers, strict=True):
+            job.future.set_result(answer)
+
+    @staticmethod
+    def _fail(job: _Job, exc: Exception) -> None:
+        log.error("a request failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+        if not job.future.done():
+            job.future.set_exception(exc)
 
 
 # -- request handling -------------------------------------------------------------------------
@@ -254,13 +277,22 @@ def parse_chat_request(
             break
     if text is None or not text.strip():
         raise ServeError(400, "no user message with text in 'messages'", param="messages")
+    if len(text) > settings.max_input_chars:
+        raise ServeError(
+            400,
+            f"the user message has {len(text)} characters; the limit is {settings.max_input_chars}",
+            param="messages",
+            code="input_too_long",
+        )
     n = body.get("n", 1)
     if n not in (1, None):
         raise ServeError(400, "only n=1 is supported", param="n")
 
     base = system_generation[model]
     updates: dict[str, Any] = {}
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
     if max_tokens is not None:
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise ServeError(400, "'max_tokens' must be a positive integer", param="max_tokens")
@@ -288,12 +320,16 @@ def parse_chat_request(
     if seed is not None:
         if not isinstance(seed, int) or isinstance(seed, bool):
             raise ServeError(400, "'seed' must be an integer", param="seed")
+        if not 0 <= seed < 2**32:
+            raise ServeError(400, "'seed' must be in [0, 2**32)", param="seed")
         updates["seed"] = seed
     stop = body.get("stop")
     if stop is not None:
         stops = [stop] if isinstance(stop, str) else stop
-        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
-            raise ServeError(400, "'stop' must be a string or a list of strings", param="stop")
+        if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+            raise ServeError(
+                400, "'stop' must be a non-empty string or a list of them", param="stop"
+            )
         if len(stops) > 4:
             raise ServeError(400, "at most 4 stop sequences", param="stop")
         updates["stop"] = tuple(stops)
@@ -410,7 +446,10 @@ def create_app(systems: dict[str, CompoundSystem], settings: ServeSettings | Non
             raise ServeError(400, f"the request body is not valid JSON: {exc}") from None
 
     @app.get("/health")
-    async def health() -> dict[str, Any]:
+    async def health() -> Any:
+        down = sorted(n for n, b in batchers.items() if not b.alive)
+        if down:
+            return JSONResponse({"status": "down", "down": down}, status_code=503)
         return {
             "status": "ok",
             "models": sorted(systems),
@@ -450,8 +489,12 @@ def create_app(systems: dict[str, CompoundSystem], settings: ServeSettings | Non
             raise ServeError(
                 504, "the system did not answer in time", type="server_error", code="timeout"
             ) from None
-        except CompoundAIError as exc:
-            raise ServeError(500, str(exc), type="server_error") from None
+        except Exception:  # logged by the worker; its message may hold internals
+            raise ServeError(
+                500,
+                "the system failed to answer this request (details are in the server log)",
+                type="server_error",
+            ) from None
         response_id = f"chatcmpl-{uuid.uuid4().hex}"
         content = answer_content(answer)
         finish = "length" if answer.completion_tokens >= req.config.max_new_tokens else "stop"

@@ -32,9 +32,9 @@ def test_a_good_enough_cheap_lane_overturns_training(task, fake_ctx):
     lanes = {p["lane"]: p for p in stands.probe["lanes"]}
     assert {"prompt/zero-shot", "prompt/5-shot", "rag/knn-vote", "rag/demos"} <= set(lanes)
     assert stands.probe["split"] == "dev" and stands.probe["cases"] == 40
-    best = max(p["value"] for p in lanes.values())
+    best_low = max(p["ci_low"] for p in lanes.values())
 
-    overturned = probe(task, rules, fake_ctx, cases=40, good_enough=best)
+    overturned = probe(task, rules, fake_ctx, cases=40, good_enough=best_low)
     p = overturned.probe
     assert p["overturned"] and p["rule_plan"] == rules.plan and p["rule_top"] == "finetune"
     assert overturned.top_lane in ("prompt", "rag") and overturned.plan == overturned.top_lane
@@ -86,3 +86,16 @@ def test_decide_probe_json_records_the_bake_off(tmp_path, monkeypatch):
     assert data["probe"] == {"overturned": False, "note": "n"} and data["plan"]
     plain = json.loads(CliRunner().invoke(cli, ["decide", str(BANKING), "--json"]).output)
     assert "probe" not in plain and set(plain) == {"plan", "ranked", "reasons"}
+
+
+def test_the_probe_judges_by_answer_quality_not_retrieval_or_validity():
+    from compoundai.probe import probe_metric
+
+    assert probe_metric(["json_valid", "schema_adherence", "slot_f1"]) == "schema_adherence"
+    assert probe_metric(["recall_at_5", "mrr", "f1"]) == "f1"
+    assert probe_metric(["accuracy", "macro_f1"]) == "accuracy"
+
+
+def test_probe_size_must_be_positive():
+    out = CliRunner().invoke(cli, ["decide", str(BANKING), "--probe", "0"])
+    assert out.exit_code == 2 and "--probe" in out.output

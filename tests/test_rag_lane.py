@@ -168,6 +168,15 @@ def test_knn_vote_is_a_majority_vote_without_any_generator_call(fake_ctx):
     assert accuracy > 0.3  # bag-of-words neighbours; chance is 1/77
 
 
+def test_latency_includes_retrieval_done_earlier_for_the_prompts(fake_ctx):
+    task = load_task(BANKING)
+    system = RagLane("knn-vote").build(task, fake_ctx)
+    inputs = [c.input for c in task.split("test")[:10]]
+    system.prompts(inputs)  # what the answer cache does first: retrieves and caches the hits
+    answers = system.batch(inputs)
+    assert all(a.latency_ms > 0 for a in answers)
+
+
 def test_demos_are_the_retrieved_neighbours_as_chat_turns(fake_ctx):
     task = load_task(BANKING)
     gen = FakeGenerator(default="card_arrival")

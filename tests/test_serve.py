@@ -298,3 +298,43 @@ def test_two_systems_with_one_name_are_refused(fake_ctx, systems, tmp_path):
         load_systems([str(tmp_path / "a"), str(tmp_path / "b")], fake_ctx, generator=gen)
     both = load_systems([str(tmp_path / "a"), f"echo2={tmp_path / 'b'}"], fake_ctx, generator=gen)
     assert sorted(both) == ["echo", "echo2"]
+
+
+def test_one_bad_request_does_not_fail_the_others_in_its_batch():
+    def answer(chat):
+        if "poison" in chat[-1]["content"]:
+            raise RuntimeError("cannot answer /secret/path")
+        return "fine"
+
+    system = CompoundSystem("s", "prompt", "x", OutputContract(), FakeGenerator(answer))
+    with serve_in_thread(create_app({"s": system}, ServeSettings(batch_wait_ms=100))) as url:
+        body = lambda text: {"model": "s", "messages": [{"role": "user", "content": text}]}  # noqa: E731
+        with ThreadPoolExecutor(6) as pool:
+            texts = ["a", "b", "poison", "c", "d", "e"]
+            responses = list(
+                pool.map(lambda t: httpx.post(url + "/chat/completions", json=body(t)), texts)
+            )
+        health = httpx.get(url.removesuffix("/v1") + "/health")
+    codes = [r.status_code for r in responses]
+    assert codes == [200, 200, 500, 200, 200, 200]
+    assert "/secret/path" not in responses[2].text
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+
+
+def test_an_overlong_user_message_is_400(systems):
+    with serve_in_thread(create_app(systems, ServeSettings(max_input_chars=50))) as url:
+        r = httpx.post(
+            url + "/chat/completions",
+            json={"model": "echo", "messages": [{"role": "user", "content": "x" * 51}]},
+        )
+    assert r.status_code == 400 and r.json()["error"]["code"] == "input_too_long"
+
+
+def test_an_empty_key_in_the_environment_is_no_key(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from compoundai.cli import cli
+
+    monkeypatch.setenv("COMPOUNDAI_API_KEY", "")
+    result = CliRunner().invoke(cli, ["serve", str(tmp_path), "--host", "0.0.0.0"])
+    assert result.exit_code == 2 and "without an API key" in result.output
