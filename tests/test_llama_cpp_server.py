@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from compoundai.context import RunContext
 from compoundai.errors import RunTimeFailure
 from compoundai.generators.base import GenerationConfig
 from compoundai.generators.openai_backend import OpenAIGenerator
@@ -100,8 +101,17 @@ def test_generator_answers_with_usage_from_llama_cpp(llama_server):
     assert again[0].text == out[0].text
 
 
-def test_prompt_and_rag_lanes_run_with_llama_cpp_as_generator(llama_server, real_ctx, tmp_path):
+@pytest.fixture
+def server_ctx(real_ctx) -> RunContext:
+    """The real models' cache, but clients of its own: the OpenAI generator these tests make
+    must not leak into the session's `real_ctx`, which other tests use with local models."""
+    return RunContext(cache_dir=real_ctx.cache_dir, progress=False)
+
+
+def test_prompt_and_rag_lanes_run_with_llama_cpp_as_generator(llama_server, server_ctx, tmp_path):
     from compoundai.run import run_task
+
+    real_ctx = server_ctx
 
     task = load_task(BANKING)
     task.spec.models.openai_base_url = llama_server
@@ -133,8 +143,10 @@ def test_a_timeout_is_a_clear_error(llama_server):
         gen.generate([[{"role": "user", "content": "Write a long story."}]])
 
 
-def test_server_going_away_mid_run_keeps_finished_answers(gguf, real_ctx, tmp_path):
+def test_server_going_away_mid_run_keeps_finished_answers(gguf, server_ctx, tmp_path):
     from compoundai.run import run_task
+
+    real_ctx = server_ctx
     from compoundai_evaluators.compare import CACHE_CHUNK
 
     port = free_port()

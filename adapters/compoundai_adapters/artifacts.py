@@ -131,7 +131,8 @@ def vllm_problems(adapter_dir: str | Path, max_lora_rank: int = 16) -> list[str]
             problems.append(f"rank {rank} > --max-lora-rank {max_lora_rank}; raise that flag")
     targets = config.get("target_modules") or []
     targets = [targets] if isinstance(targets, str) else list(targets)
-    unknown = sorted(set(targets) - VLLM_LLAMA_MODULES)
+    # PEFT may list full module paths (model.layers.0.mlp.up_proj); vLLM maps by the last part
+    unknown = sorted({t.rsplit(".", 1)[-1] for t in targets} - VLLM_LLAMA_MODULES)
     if unknown:
         problems.append(f"target modules vLLM cannot map for Llama models: {unknown}")
     with safe_open(str(weights), framework="pt") as f:
