@@ -23,7 +23,7 @@ $(VENV)/.local-installed: $(BIN)/python pyproject.toml constraints-cpu.txt
 	touch $@
 
 # llama-cpp-python is the third-party OpenAI-compatible server the OpenAI backend is tested
-# against. It builds from source (about 4 minutes once; pip caches the wheel); these CPU
+# against. It builds from source (about 5 minutes once; pip caches the wheel); these CPU
 # flags avoid the native-CPU build, which segfaults on some AVX-512/AMX machines.
 LLAMA_CPP := llama-cpp-python[server]==0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
