@@ -51,7 +51,8 @@ def section(name: str, report: dict) -> list[str]:
             f"| {forgetting} |"
         )
     decision = report["decision"]
-    verdict = "matched" if report.get("router_correct") else "did not match"
+    correct = report.get("router_correct")
+    verdict = {True: "matched", False: "did not match"}.get(correct, "could not be checked against")
     lines += [
         "",
         f"Router: plan `{decision['plan']}` (top lane `{decision['ranked'][0]['lane']}`); "
