@@ -52,6 +52,21 @@ def make_task(tmp_path: Path, model: Path, rows: list[dict], **extra) -> Path:
     return path
 
 
+def task_without_training_rows(tmp_path: Path, model: Path) -> Path:
+    """A label task with documents but no examples: lanes that train must refuse it."""
+    (tmp_path / "notes.md").write_text("Card payments settle in two days.\n")
+    spec = {
+        "name": "no train",
+        "instructions": "Name the intent.",
+        "output": {"type": "labels", "labels": LABELS},
+        "documents": ["notes.md"],
+        "models": {"generator": str(model), "embedder": "hash:64"},
+    }
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
 @pytest.fixture
 def ctx(tmp_path: Path) -> RunContext:
     return RunContext(cache_dir=tmp_path / "cache", progress=False)

@@ -13,7 +13,7 @@ from compoundai.lanes import CompoundLane, lanes_for
 from compoundai.lanes.rag import ABSTAIN_TEXT, CONTEXT_RULES
 from compoundai.system import CompoundSystem
 from compoundai.task import load_task
-from tests.adapters.conftest import LABELS, make_task, write_jsonl
+from tests.adapters.conftest import LABELS, make_task, task_without_training_rows, write_jsonl
 
 TRAINING = {"epochs": 1, "tokens_per_batch": 512, "learning_rate": 5e-3, "max_seq_len": 1024}
 
@@ -119,14 +119,6 @@ def test_documents_train_raft_prompts_with_gold_and_distractors(tmp_path, tiny_m
 
 def test_compound_is_one_of_the_lanes_and_needs_training_rows(tmp_path, tiny_model_dir, ctx):
     assert [lane.name for lane in lanes_for(["compound"])] == ["compound"]
-    (tmp_path / "notes.md").write_text("Card payments settle in two days.\n")
-    spec = {
-        "name": "no train",
-        "instructions": "Name the intent.",
-        "output": {"type": "labels", "labels": LABELS},
-        "documents": ["notes.md"],
-        "models": {"generator": str(tiny_model_dir), "embedder": "hash:64"},
-    }
-    (tmp_path / "task.yaml").write_text(yaml.safe_dump(spec))
+    task = load_task(task_without_training_rows(tmp_path, tiny_model_dir))
     with pytest.raises(UserInputError, match="needs training examples"):
-        CompoundLane().build(load_task(tmp_path / "task.yaml"), ctx)
+        CompoundLane().build(task, ctx)

@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from compoundai.context import RunContext
 from compoundai.errors import UserInputError
 from compoundai.lanes import FinetuneLane, lanes_for
 from compoundai.task import load_task
-from tests.adapters.conftest import LABELS, make_task, write_jsonl
+from tests.adapters.conftest import LABELS, make_task, task_without_training_rows, write_jsonl
 
 
 def test_builds_trains_and_answers_with_a_label(tmp_path, tiny_model_dir, sft_rows, ctx):
@@ -68,17 +67,9 @@ def test_sft_then_dpo_on_preference_pairs(tmp_path, tiny_model_dir, sft_rows, ct
 
 
 def test_missing_training_examples_is_a_clear_error(tmp_path, tiny_model_dir, ctx):
-    (tmp_path / "notes.md").write_text("Card payments settle in two days.\n")
-    spec = {
-        "name": "no train",
-        "instructions": "Name the intent.",
-        "output": {"type": "labels", "labels": LABELS},
-        "documents": ["notes.md"],
-        "models": {"generator": str(tiny_model_dir)},
-    }
-    (tmp_path / "task.yaml").write_text(yaml.safe_dump(spec))
+    task = load_task(task_without_training_rows(tmp_path, tiny_model_dir))
     with pytest.raises(UserInputError, match="needs training examples") as err:
-        FinetuneLane().build(load_task(tmp_path / "task.yaml"), ctx)
+        FinetuneLane().build(task, ctx)
     assert "examples.train" in str(err.value.hint)
 
 
