@@ -120,8 +120,7 @@ def probe(
         diagnostics=False,
         progress=ctx.progress,
     )
-    scored: dict[str, tuple[str, float]] = {}
-    lows: dict[str, float] = {}
+    scored: dict[str, tuple[str, float, float]] = {}  # lane -> (family, value, ci_low)
     for result in comparison.lanes:
         m = result.metrics.get(metric)
         if result.status != "ok" or m is None:
@@ -134,8 +133,7 @@ def probe(
                 )
             )
             continue
-        scored[result.name] = (result.family, m.value)
-        lows[result.name] = m.ci_low
+        scored[result.name] = (result.family, m.value, m.ci_low)
         lanes.append(
             ProbeLane(
                 lane=result.name,
@@ -149,12 +147,12 @@ def probe(
     top = decision.top_lane
     new_top, note = top, f"the rules stand: no cheap lane measured on {len(sample)} dev cases"
     best: dict[str, tuple[str, float]] = {}  # family -> (lane, value)
-    for name, (family, value) in scored.items():
+    for name, (family, value, _) in scored.items():
         if family not in best or value > best[family][1]:
             best[family] = (name, value)
     if best:
         best_lane, best_value = max(best.values(), key=lambda x: x[1])
-        best_family = scored[best_lane][0]
+        best_family, _, best_low = scored[best_lane]
         note = (
             f"the rules stand: best cheap lane {best_lane} {metric} {best_value:.3f} "
             f"on {len(sample)} dev cases"
@@ -170,17 +168,15 @@ def probe(
                 )
             elif diff is not None:
                 note += f"; its lead over {mine} is not clear of zero ({diff.value:+.3f})"
-        elif top not in CHEAP and lows[best_lane] >= good_enough:
+        elif top not in CHEAP and best_low >= good_enough:
             new_top = best_family
             note = (
                 f"overturned: {best_lane} already scores {best_value:.3f} {metric} "
-                f"(95% interval from {lows[best_lane]:.3f} >= {good_enough}) on "
+                f"(95% interval from {best_low:.3f} >= {good_enough}) on "
                 f"{len(sample)} dev cases without training"
             )
         elif top not in CHEAP:
-            note += (
-                f" (interval from {lows[best_lane]:.3f}, under {good_enough}): training may pay off"
-            )
+            note += f" (interval from {best_low:.3f}, under {good_enough}): training may pay off"
 
     overturned = new_top != top
     measured = Probe(

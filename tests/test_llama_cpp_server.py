@@ -111,12 +111,10 @@ def server_ctx(real_ctx) -> RunContext:
 def test_prompt_and_rag_lanes_run_with_llama_cpp_as_generator(llama_server, server_ctx, tmp_path):
     from compoundai.run import run_task
 
-    real_ctx = server_ctx
-
     task = load_task(BANKING)
     task.spec.models.openai_base_url = llama_server
     task.spec.models.generator = MODEL
-    report = run_task(task, tmp_path / "bank", lanes=["prompt", "rag"], limit=12, ctx=real_ctx)
+    report = run_task(task, tmp_path / "bank", lanes=["prompt", "rag"], limit=12, ctx=server_ctx)
     lanes = {r.name: r for r in report.lanes}
     assert {"prompt/zero-shot", "rag/demos", "rag/knn-vote"} <= set(lanes)
     assert all(r.status == "ok" for r in lanes.values()), [r.message for r in lanes.values()]
@@ -130,8 +128,8 @@ def test_prompt_and_rag_lanes_run_with_llama_cpp_as_generator(llama_server, serv
     docs = load_task(ROOT / "examples" / "squad_docs_qa" / "task.yaml")
     docs.spec.models.openai_base_url = llama_server
     docs.spec.models.generator = MODEL
-    real_ctx.clients.pop("generator", None)
-    report = run_task(docs, tmp_path / "docs", lanes=["rag"], limit=6, ctx=real_ctx)
+    server_ctx.clients.pop("generator", None)
+    report = run_task(docs, tmp_path / "docs", lanes=["rag"], limit=6, ctx=server_ctx)
     (rag,) = report.lanes
     assert rag.status == "ok" and rag.cost["completion_tokens"] > 0
     assert rag.metrics["recall_at_5"].value > 0
@@ -145,8 +143,6 @@ def test_a_timeout_is_a_clear_error(llama_server):
 
 def test_server_going_away_mid_run_keeps_finished_answers(gguf, server_ctx, tmp_path):
     from compoundai.run import run_task
-
-    real_ctx = server_ctx
     from compoundai_evaluators.compare import CACHE_CHUNK
 
     port = free_port()
@@ -156,7 +152,6 @@ def test_server_going_away_mid_run_keeps_finished_answers(gguf, server_ctx, tmp_
     task = load_task(BANKING)
     task.spec.models.openai_base_url = url
     task.spec.models.generator = MODEL
-    real_ctx.clients.pop("generator", None)
     cache = tmp_path / "out" / "cache"
 
     def answers_cached() -> int:
@@ -174,7 +169,7 @@ def test_server_going_away_mid_run_keeps_finished_answers(gguf, server_ctx, tmp_
     killer.start()
     n = CACHE_CHUNK * 3
     try:
-        report = run_task(task, tmp_path / "out", lanes=["prompt"], limit=n, ctx=real_ctx)
+        report = run_task(task, tmp_path / "out", lanes=["prompt"], limit=n, ctx=server_ctx)
     finally:
         killer.join()
     zero_shot, few_shot = report.lanes  # `prompt` is zero-shot and 5-shot
@@ -185,8 +180,8 @@ def test_server_going_away_mid_run_keeps_finished_answers(gguf, server_ctx, tmp_
 
     proc = start_server(gguf, port, log)  # back on the same address
     try:
-        real_ctx.clients.pop("generator", None)
-        report = run_task(task, tmp_path / "out", lanes=["prompt"], limit=n, ctx=real_ctx)
+        server_ctx.clients.pop("generator", None)
+        report = run_task(task, tmp_path / "out", lanes=["prompt"], limit=n, ctx=server_ctx)
     finally:
         stop(proc)
     zero_shot, few_shot = report.lanes

@@ -32,14 +32,15 @@ class CountingGenerator(FakeGenerator):
     def __init__(self, delay: float = 0.0) -> None:
         super().__init__(lambda chat: "echo " + chat[-1]["content"])
         self.batch_sizes: list[int] = []
+        self.configs: list = []
         self.delay = delay
         self.lock = threading.Lock()
 
     def generate(self, prompts, config=None):
         with self.lock:
             self.batch_sizes.append(len(prompts))
+            self.configs.append(config)
         time.sleep(self.delay)
-        self.configs = [*getattr(self, "configs", []), config]
         return super().generate(prompts, config)
 
 

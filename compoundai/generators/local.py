@@ -106,14 +106,11 @@ class LocalGenerator:
 
     def _setup(self, model: Any, tokenizer: Any, adapter: str | Path | None) -> None:
         if adapter is not None:
-            import warnings
-
             from peft import PeftModel
 
-            with warnings.catch_warnings():  # PEFT's deprecated transformers alias, not ours
-                warnings.filterwarnings(
-                    "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
-                )
+            from compoundai_adapters.common import quiet_peft
+
+            with quiet_peft():
                 model = PeftModel.from_pretrained(model, str(adapter), use_safetensors=True)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
