@@ -129,6 +129,14 @@ class DPOSettings(Strict):
     max_rows: int | None = Field(None, gt=0, description="Use at most N training pairs.")
 
 
+class PretrainSettings(Strict):
+    """Continued pretraining on the task's documents, the first stage of the
+    finetune/pretrain+sft variant (tasks with `documents`): the facts go into the weights."""
+
+    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+
+
 class FinetuneSettings(Strict):
     """How the finetune lane trains its LoRA adapter (defaults measured on banking77)."""
 
@@ -145,6 +153,7 @@ class FinetuneSettings(Strict):
         "instead of training one; relative to the task file.",
     )
     dpo: DPOSettings = Field(default_factory=DPOSettings)
+    pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
 
 
 class CompoundSettings(Strict):

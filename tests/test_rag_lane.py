@@ -143,7 +143,7 @@ def test_rag_expands_to_its_variants_per_output_type(docs_task, json_task):
     banking = load_task(BANKING)
     assert [lane.name for lane in lanes_for(["rag"], banking)] == ["rag/knn-vote", "rag/demos"]
     assert [lane.name for lane in lanes_for(["rag"], json_task)] == ["rag/demos"]
-    assert [lane.name for lane in lanes_for(["rag"], docs_task)] == ["rag"]
+    assert [lane.name for lane in lanes_for(["rag"], docs_task)] == ["rag", "rag/bm25"]
     assert [lane.name for lane in lanes_for(["rag"])] == ["rag"]  # no task: chosen at build
 
 
@@ -257,6 +257,38 @@ def test_abstains_without_asking_when_retrieval_is_weak(fake_ctx, docs_task):
     assert len(gen.calls) == 1  # only the answerable question reached the model
 
 
+def test_bm25_baseline_answers_with_the_top_passage_sentence_without_a_model(
+    fake_ctx, docs_task, tmp_path
+):
+    fake_ctx.clients["generator"] = gen = context_generator()
+    system = RagLane("bm25").build(docs_task, fake_ctx)
+    assert system.name == "rag/bm25" and system.generator.name == "none"
+    q1, q2, q3, q4 = system.batch([q["question"] for q in QUESTIONS])
+    assert q1.output == "Paris is the capital of France."
+    assert q1.extra["citations"] == q1.extra["retrieved_ids"][:1] == ["paris::000#0"]
+    # one question word each ("normans", "leader"): the tie goes to the earlier sentence
+    assert q2.output == "The Normans gave their name to Normandy, a region in France."
+    # three question words (colosseum, rome, finished) beat one (rome)
+    assert q3.output == "The Colosseum in Rome was finished in 80 AD."
+    assert q4.output.startswith("The Eiffel Tower")  # it never abstains when BM25 finds text
+    none = system.batch(["zzz qqq"])[0]  # no query term in the corpus: nothing to show
+    assert none.output == "" and none.extra["abstained"] is True
+    assert gen.calls == []
+    loaded = CompoundSystem.load(system.save(tmp_path / "sys", task=docs_task), fake_ctx)
+    assert [a.output for a in loaded.batch(["Who was the leader of the Normans?"])] == [q2.output]
+
+
+def test_run_says_which_lanes_lose_to_the_non_llm_baseline(fake_ctx, docs_task, tmp_path):
+    fake_ctx.clients["generator"] = FakeGenerator(lambda chat: "no idea at all")  # always wrong
+    run_task(docs_task, tmp_path / "out", lanes=["prompt", "rag"], ctx=fake_ctx)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    verdict = report["verdict"]
+    assert verdict["baselines"] == ["rag/bm25"]
+    assert verdict["below_baseline"] == {}  # 4 cases: no interval is clear of zero
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "No lane is clearly below the non-LLM baseline(s) `rag/bm25`" in markdown
+
+
 def test_strip_citations():
     assert strip_citations("Rollo [2], then [1,3].") == ("Rollo, then.", [1, 2, 3])
     assert strip_citations("no citation") == ("no citation", [])
@@ -266,8 +298,11 @@ def test_run_reports_retrieval_and_abstention_metrics(fake_ctx, docs_task, tmp_p
     fake_ctx.clients["generator"] = context_generator()
     run_task(docs_task, tmp_path / "out", lanes=["rag"], ctx=fake_ctx)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    (lane,) = report["lanes"]
+    lane, bm25 = report["lanes"]
     assert lane["name"] == "rag" and lane["status"] == "ok", lane
+    assert bm25["name"] == "rag/bm25" and bm25["status"] == "ok", bm25
+    # it answers all four: right on the three answerable, wrong on the unanswerable one
+    assert bm25["metrics"]["abstention_accuracy"]["value"] == 0.75
     metrics = lane["metrics"]
     assert metrics["recall_at_5"]["value"] == 1.0
     assert metrics["abstention_accuracy"]["value"] == 1.0

@@ -30,7 +30,9 @@ class Lane(Protocol):
 def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
     """Lane objects for the given names, in order; unknown names are a user error.
 
-    With the task given, `finetune` adds an SFT-then-DPO variant when it has preference pairs.
+    With the task given, `finetune` adds an SFT-then-DPO variant when it has preference pairs,
+    and a pretrain-then-SFT variant (continued pretraining on the documents) when it has
+    documents.
     """
     unknown = [n for n in names if n not in LANES]
     if unknown:
@@ -45,6 +47,8 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
             lanes.append(FinetuneLane(("sft",)))
             if task is not None and task.preferences.get("train"):
                 lanes.append(FinetuneLane(("sft", "dpo")))
+            if task is not None and task.documents:
+                lanes.append(FinetuneLane(("pretrain", "sft")))
         elif name == "rag":
             lanes += RagLane.variants(task)
         else:  # compound

@@ -6,6 +6,11 @@ the system will use at inference: the task's instructions. For labels and JSON t
 learnt from the answers, so the prompt does not list the labels or the schema (a 77-label list
 would be read again on every call). With preference pairs and `dpo` in the lane's stages, DPO
 then runs on top of the SFT model (the SFT adapter merged into the base, DPO's reference).
+With documents and `pretrain` in the stages, a LoRA adapter is first trained on the documents'
+text with the next-token loss (continued pretraining, the "unsupervised fine-tuning" of Ovadia
+et al. 2023), merged into the base, and SFT runs on that model: the facts go into the weights
+instead of the prompt. A multi-stage adapter's forgetting is chained back to the original base
+(perplexity after the last stage over perplexity before the first).
 
 Adapters are cached under `CACHE/adapters/<task>-<stage>-<hash>/`, the hash covering the
 training rows, the system message, the base model and the settings: a second build with the
@@ -65,14 +70,16 @@ def _train_cached(run_dir: Path, train: Any, ctx: RunContext) -> Path:
 
 
 class FinetuneLane:
-    """SFT on the task's examples; `stages=("sft", "dpo")` adds DPO on its preference pairs."""
+    """SFT on the task's examples; `stages=("sft", "dpo")` adds DPO on its preference pairs,
+    `("pretrain", "sft")` continued pretraining on its documents first."""
 
     family = "finetune"
+    STAGES = (("sft",), ("sft", "dpo"), ("pretrain", "sft"))
 
     def __init__(self, stages: tuple[str, ...] = ("sft",)) -> None:
-        unknown = [s for s in stages if s not in ("sft", "dpo")]
-        if unknown or "sft" not in stages:
-            raise UserInputError(f"finetune stages must be sft or sft then dpo, not {stages}")
+        if tuple(stages) not in self.STAGES:
+            choices = ", ".join("+".join(s) for s in self.STAGES)
+            raise UserInputError(f"finetune stages must be one of {choices}, not {stages}")
         self.stages = stages
         self.name = "finetune/" + "+".join(stages)
 
@@ -95,14 +102,23 @@ class FinetuneLane:
 
     def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
         require_local_generator(task, "finetune")
+        first = None  # the first stage's adapter, when there are two
         if task.spec.finetune.adapter:
             adapter, rows = self._given_adapter(task), []
         else:
             rows = self.training_rows(task)
-            adapter = self._sft(task, ctx, rows)
+            base = None
+            if "pretrain" in self.stages:
+                first, base = self._pretrain(task, ctx)
+            adapter = self._sft(task, ctx, rows, base=base)
+            if base is not None:
+                _stamp(adapter, serving_base=base)
         if "dpo" in self.stages:
+            first = adapter
             adapter = self._dpo(task, ctx, adapter)
         generator, info = adapter_generator(task, ctx, adapter)
+        if first is not None:
+            chain_forgetting(info, first)
         info.update(stages=list(self.stages), train_rows=len(rows))
         return CompoundSystem(
             self.name,
@@ -117,11 +133,55 @@ class FinetuneLane:
 
     # -- stages ----------------------------------------------------------------------------
 
-    def _sft(self, task: Task, ctx: RunContext, rows: list[dict[str, str]]) -> Path:
+    def _sft(
+        self, task: Task, ctx: RunContext, rows: list[dict[str, str]], base: str | None = None
+    ) -> Path:
         system = self.system_message(task)
         if task.spec.output.type == "free_text":
             system = f"{system}\n\n{contract_of(task).describe()}"
-        return train_sft_adapter(task, ctx, rows, system=system, tag="sft")
+        tag = "pretrain-sft" if base else "sft"
+        return train_sft_adapter(task, ctx, rows, system=system, tag=tag, base=base)
+
+    def _pretrain(self, task: Task, ctx: RunContext) -> tuple[Path, str]:
+        """A LoRA adapter trained on the documents' text, and the base with it merged in."""
+        from compoundai_adapters.artifacts import merge_and_export
+        from compoundai_adapters.common import data_hash
+        from compoundai_adapters.pretrain import PretrainConfig, run_pretrain
+
+        if not task.documents:
+            raise UserInputError(
+                "the finetune/pretrain+sft lane trains on the task's documents, and it has none",
+                hint="add `documents:` to the task file, or use finetune/sft",
+            )
+        settings = task.spec.finetune
+        docs = sorted(str(p) for p in task.documents)
+        key = _key(
+            [data_hash(Path(p)) for p in docs],
+            task.spec.models.generator,
+            settings.model_dump(exclude={"dpo", "adapter", "max_train_rows"}),
+        )
+        run_dir = ctx.cache_dir / "adapters" / f"{_slug(task.name)}-pretrain-{key}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = PretrainConfig(
+            model=task.spec.models.generator,
+            output_dir=str(run_dir),
+            train_files=docs,
+            epochs=settings.pretrain.epochs,
+            learning_rate=settings.pretrain.learning_rate,
+            lora={"rank": settings.lora_rank, "alpha": 2 * settings.lora_rank},
+            tokens_per_batch=settings.tokens_per_batch,
+            max_seq_len=settings.max_seq_len,
+            seed=settings.seed,
+            forgetting_texts=_general_text(),
+            forgetting_tokens=8000,
+        )
+        adapter = _train_cached(
+            run_dir, lambda resume: run_pretrain(config, ctx, resume=resume), ctx
+        )
+        merged = run_dir / "merged"
+        if not (merged / "config.json").is_file():
+            merge_and_export(adapter, merged, ctx)
+        return adapter, str(merged)
 
     def _given_adapter(self, task: Task) -> Path:
         path = (task.path.parent / str(task.spec.finetune.adapter)).resolve()
@@ -218,23 +278,26 @@ def train_sft_adapter(
     *,
     system: str | None,
     tag: str,
+    base: str | None = None,
 ) -> Path:
     """A LoRA SFT adapter on `rows` with the task's `finetune` settings, cached and resumable.
 
     Rows are prompt/completion pairs under `system`, or (`system=None`) whole chats in a
-    `messages` field. The cache folder is `CACHE/adapters/<task>-<tag>-<hash>/`.
+    `messages` field. `base` replaces the task's generator as the model trained (a merged
+    earlier stage). The cache folder is `CACHE/adapters/<task>-<tag>-<hash>/`.
     """
     from compoundai_adapters.sft import SFTConfig, run_sft
 
     settings = task.spec.finetune
-    key = _key(rows, system, task.spec.models.generator, settings.model_dump(exclude={"dpo"}))
+    model = base or task.spec.models.generator
+    key = _key(rows, system, model, settings.model_dump(exclude={"dpo", "pretrain"}))
     run_dir = ctx.cache_dir / "adapters" / f"{_slug(task.name)}-{tag}-{key}"
     run_dir.mkdir(parents=True, exist_ok=True)
     train_file = run_dir / "train.jsonl"
     if not train_file.is_file():
         _write_jsonl(train_file, rows)
     config = SFTConfig(
-        model=task.spec.models.generator,
+        model=model,
         output_dir=str(run_dir),
         train_file=str(train_file),
         format="messages" if system is None else "prompt_completion",
@@ -252,6 +315,25 @@ def train_sft_adapter(
     adapter = _train_cached(run_dir, lambda resume: run_sft(config, ctx, resume=resume), ctx)
     _stamp(adapter, fingerprint=f"{tag}-{key}")
     return adapter
+
+
+def chain_forgetting(info: dict[str, Any], first: Path) -> None:
+    """Make `info["forgetting"]` (the last stage's, measured against the merged model it
+    trained) run from before the `first` stage's adapter: after / before-the-first."""
+    from compoundai_adapters.artifacts import read_manifest
+
+    earlier = read_manifest(first).get("metrics", {}).get("forgetting") or {}
+    last = info.get("forgetting") or {}
+    before, after = earlier.get("perplexity_before"), last.get("perplexity_after")
+    if not before or after is None:
+        info.pop("forgetting", None)  # unknown is not safe: the release gate says so
+        return
+    info["forgetting"] = {
+        **last,
+        "perplexity_before": before,
+        "ratio": round(after / before, 4),
+        "chained_from": str(first),
+    }
 
 
 def _general_text() -> str | None:

@@ -19,6 +19,10 @@ Three variants, chosen by the task's output contract:
   An abstaining answer has an empty output and `extra["abstained"] = True` (what the
   evaluators' abstention metric reads; SQuAD v2 scores an empty answer right on an unanswerable
   question).
+- **rag/bm25** (free text with `documents`): the cheap non-LLM baseline of the docs-QA row.
+  The same index searched by BM25 alone, and the answer is the sentence of the top passage
+  that shares the most words with the question: what a search box would show. No generator;
+  it abstains only when BM25 finds nothing.
 
 Every answer carries `extra["retrieved_ids"]` (ranked; a document chunk is `doc_id#chunk`, an
 example its id) and `extra["contexts"]` (the retrieved texts), for recall@k and groundedness.
@@ -64,6 +68,15 @@ PASSAGE_CHARS = 1200  # each passage is cut to this many characters in the promp
 # 0.211 and 95% of them under 0.3. Other embedders have other scales: no threshold unless the
 # lane is given one.
 MIN_SCORES = {"all-minilm-l6-v2": 0.25}
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_STOP = frozenset(
+    re.findall(
+        r"\w+",
+        "a an and are as at be by did do does for from had has have how in is it its of on or "
+        "that the their this to was were what when where which who whom whose why with",
+    )
+)
 _CITATION = re.compile(r"\s*\[(\d+(?:\s*[,;-]\s*\d+)*)\]")
 _REFUSAL = re.compile(
     r"\b(i (do not|don't|cannot|can't) (know|answer|find|say)|no answer|unanswerable|"
@@ -203,6 +216,11 @@ class RagStore:
         from compoundai_retrievers.search import dense_search
 
         return dense_search(self.index, list(queries), k=k)
+
+    def keyword(self, queries: Sequence[str], k: int) -> list[list[Any]]:
+        from compoundai_retrievers.search import keyword_search
+
+        return keyword_search(self.index, list(queries), k=k)
 
     def hybrid(self, queries: Sequence[str], k: int) -> tuple[list[list[Any]], list[float]]:
         """Reciprocal-rank fusion of dense and BM25 (as `search(mode="hybrid")`), plus each
@@ -351,7 +369,7 @@ class RagSystem(CompoundSystem):
     """
 
     kind = "rag"
-    MODES: ClassVar[tuple[str, ...]] = ("knn-vote", "demos", "context")
+    MODES: ClassVar[tuple[str, ...]] = ("knn-vote", "demos", "context", "bm25")
 
     def __init__(
         self,
@@ -389,6 +407,9 @@ class RagSystem(CompoundSystem):
             if self.mode == "context":
                 fused, best = self.store.hybrid(todo, self.k)
                 self._hits.update(zip(todo, zip(fused, best, strict=True), strict=True))
+            elif self.mode == "bm25":
+                for text, hits in zip(todo, self.store.keyword(todo, self.k), strict=True):
+                    self._hits[text] = (hits, max((h.score for h in hits), default=0.0))
             else:
                 for text, hits in zip(todo, self.neighbours(todo), strict=True):
                     self._hits[text] = (hits, max((h.score for h in hits), default=0.0))
@@ -427,9 +448,9 @@ class RagSystem(CompoundSystem):
 
     def chat_for(self, text: str, hits: Sequence[Any]) -> Chat:
         """The prompt for `text` given its hits (anything with `.text` and `.metadata`)."""
-        if self.mode == "knn-vote":  # no model call; the "prompt" is what decides the vote
+        if self.mode in ("knn-vote", "bm25"):  # no model call; the hits decide the answer
             ids = ", ".join(hit_id(h) for h in hits)
-            return [{"role": "system", "content": f"knn-vote over {ids}"}, _user(text)]
+            return [{"role": "system", "content": f"{self.mode} over {ids}"}, _user(text)]
         if self.mode == "demos":
             chat: Chat = [{"role": "system", "content": self.system_message()}]
             for h in reversed(hits):  # most similar last, closest to the query
@@ -445,6 +466,10 @@ class RagSystem(CompoundSystem):
         retrieved = self.retrieve(inputs)
         if self.mode == "knn-vote":
             answers = [self._vote(hits) for hits, _ in retrieved]
+        elif self.mode == "bm25":
+            answers = [
+                best_sentence(text, hits) for text, (hits, _) in zip(inputs, retrieved, strict=True)
+            ]
         elif self.mode == "demos":
             answers = self.answer(self.prompts(inputs))
         else:
@@ -528,6 +553,27 @@ class RagSystem(CompoundSystem):
         )
 
 
+def best_sentence(question: str, hits: Sequence[Any]) -> Answer:
+    """The sentence of the top hit sharing the most content words with the question (the
+    earlier one on a tie); an abstention when there is no hit.
+
+    >>> from types import SimpleNamespace as H
+    >>> hit = H(id="c1", text="Paris is in France. The Seine flows through Paris.", metadata={})
+    >>> best_sentence("Which river flows through Paris?", [hit]).output
+    'The Seine flows through Paris.'
+    """
+    if not hits:
+        return Answer(ABSTAIN_TEXT, "", extra={"abstained": True, "abstain_reason": "no hit"})
+    asked = {w for w in _WORD.findall(question.lower()) if w not in _STOP}
+    sentences = [s.strip() for s in _SENTENCE_END.split(" ".join(hits[0].text.split()))]
+    sentences = [s for s in sentences if s] or [hits[0].text.strip()]
+    best = max(
+        enumerate(sentences),
+        key=lambda p: (len(asked & set(_WORD.findall(p[1].lower()))), -p[0]),
+    )[1]
+    return Answer(best, best, extra={"citations": [hit_id(hits[0])]})
+
+
 def _user(text: str) -> dict[str, str]:
     return {"role": "user", "content": text}
 
@@ -551,13 +597,15 @@ def context_prompt(question: str, hits: Sequence[Any]) -> str:
 
 
 class RagLane:
-    """One rag variant: `knn-vote`, `demos`, `context`, or `auto` (chosen from the task)."""
+    """One rag variant: `knn-vote`, `demos`, `context`, `bm25`, or `auto` (chosen from the
+    task)."""
 
     family = "rag"
     NAMES: ClassVar[dict[str, str]] = {
         "knn-vote": "rag/knn-vote",
         "demos": "rag/demos",
         "context": "rag",
+        "bm25": "rag/bm25",
         "auto": "rag",
     }
 
@@ -573,7 +621,9 @@ class RagLane:
 
     @classmethod
     def variants(cls, task: Task | None) -> list[RagLane]:
-        """The variants a report compares for this task (kNN vote only where there are labels)."""
+        """The variants a report compares for this task: with labels the kNN vote (the
+        non-LLM baseline) and demos; with documents the passages and the BM25 sentence (the
+        non-LLM baseline)."""
         if task is None:
             return [cls("auto")]
         kind = task.spec.output.type
@@ -581,6 +631,8 @@ class RagLane:
             return [cls("knn-vote"), cls("demos")]
         if kind == "json_schema":
             return [cls("demos")]
+        if task.documents:
+            return [cls("context"), cls("bm25")]
         return [cls("context")]
 
     def _mode_for(self, task: Task) -> str:
@@ -592,9 +644,9 @@ class RagLane:
                 f"rag/knn-vote votes among labels, but this task's output is {kind}",
                 hint="use rag/demos for a JSON schema, or rag for free text",
             )
-        if self.mode == "context" and kind != "free_text":
+        if self.mode in ("context", "bm25") and kind != "free_text":
             raise UserInputError(
-                f"the rag context variant answers free text, but this task's output is {kind}",
+                f"the rag {self.mode} variant answers free text, but this task's output is {kind}",
                 hint="use rag/demos (or rag/knn-vote for labels)",
             )
         if self.mode == "demos" and kind == "free_text":
@@ -614,7 +666,7 @@ class RagLane:
 
         mode = self._mode_for(task)
         name = self.NAMES[mode]
-        if mode == "context":
+        if mode in ("context", "bm25"):
             if not task.documents:
                 raise UserInputError(
                     f"{name} needs documents to retrieve from, and the task has none",
@@ -628,13 +680,14 @@ class RagLane:
             )
         embedder = make_embedder(task.spec.models.embedder, ctx)
         ctx.clients.setdefault("embedder", embedder)
-        if mode == "context":
+        if mode in ("context", "bm25"):
             store = RagStore.for_documents(task, ctx, embedder)
         else:
             store = RagStore.for_examples(task, ctx, embedder)
-        # kNN vote never calls the generator: do not load one for it.
+        # kNN vote and the BM25 sentence never call the generator: do not load one for them.
         if generator is None:
-            generator = NoGenerator() if mode == "knn-vote" else shared_generator(task, ctx)
+            no_model = mode in ("knn-vote", "bm25")
+            generator = NoGenerator() if no_model else shared_generator(task, ctx)
         min_score = self.min_score if self.min_score is not None else MIN_SCORES.get(embedder.name)
         return RagSystem(
             name,

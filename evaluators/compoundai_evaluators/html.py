@@ -189,6 +189,17 @@ def _verdict(report: Report) -> str:
             + "".join(f"<li>excluded {escape(k)}: {escape(w)}</li>" for k, w in v.excluded.items())
             + "</ul>"
         )
+    if v.baselines:
+        names = escape(", ".join(v.baselines))
+        if v.below_baseline:
+            parts.append(
+                f"<p>Clearly <b>below the non-LLM baseline(s)</b> {names} on "
+                f"{escape(v.primary_metric)}:</p><ul>"
+                + "".join(f"<li>{escape(k)}: {escape(w)}</li>" for k, w in v.below_baseline.items())
+                + "</ul>"
+            )
+        else:
+            parts.append(f"<p>No lane is clearly below the non-LLM baseline(s) {names}.</p>")
     rows = [
         [
             escape(w.metric),

@@ -7,7 +7,7 @@ differences with flips, then the assumptions (prices, sampling).
 
 from __future__ import annotations
 
-from compoundai_evaluators.report import Difference, MetricValue, Report
+from compoundai_evaluators.report import Difference, MetricValue, Report, Verdict
 
 
 def _fmt(m: MetricValue) -> str:
@@ -89,6 +89,7 @@ def _verdict(report: Report) -> list[str]:
         None: "could not be checked",
     }
     lines += ["", f"Router's prediction {verdict[v.router.correct]}. {v.router.note}", ""]
+    lines += baseline_lines(v)
     lines += _table(
         ["metric", "best lane", "value", "against the runner-up", "clear win"],
         [
@@ -103,6 +104,18 @@ def _verdict(report: Report) -> list[str]:
         lines.append(f"- **{gate.lane}**: {'ships' if gate.ships else 'does not ship'}")
         lines += [f"  - {reason}" for reason in gate.reasons]
     return lines
+
+
+def baseline_lines(v: Verdict) -> list[str]:
+    """What the non-LLM baselines say: which lanes lose to them (empty without baselines)."""
+    if not v.baselines:
+        return []
+    names = ", ".join(f"`{b}`" for b in v.baselines)
+    if not v.below_baseline:
+        return [f"No lane is clearly below the non-LLM baseline(s) {names}.", ""]
+    lines = [f"Lanes clearly **below the non-LLM baseline(s)** {names} on `{v.primary_metric}`:"]
+    lines += [f"- {lane}: {why}" for lane, why in v.below_baseline.items()]
+    return [*lines, ""]
 
 
 def _differences(report: Report) -> list[str]:

@@ -116,6 +116,10 @@ class Verdict(Strict):
     router: RouterCheck
     release: list[GateResult] = Field(default_factory=list)
     max_forgetting: float = 0.10
+    # Lanes that answer without a language model (kNN vote, BM25 passage), and for each
+    # LLM lane clearly below one of them on the primary metric, what it loses by.
+    baselines: list[str] = Field(default_factory=list)
+    below_baseline: dict[str, str] = Field(default_factory=dict)
 
 
 class Report(Strict):

@@ -12,6 +12,9 @@ Rules, in the order a reader would check them:
   different news.
 - **router**: the router's top lane family against the winner's family; when the router's
   family lost only inside the noise, the note says so.
+- **baselines**: lanes with no generator (`generator == "none"`: the kNN vote, the BM25
+  passage) are the cheap non-LLM baselines; an LLM lane whose paired interval against one of
+  them lies wholly below zero on the primary metric is listed as losing to it.
 - **release gate** (fine-tuned lanes, `finetune` and `compound`): ships only if it beats
   every cheaper lane family measured (prompt < rag < finetune < compound) with the paired
   interval clear of zero, and its general-text perplexity rose by at most `max_forgetting`
@@ -180,6 +183,25 @@ def _gate(
     return GateResult(lane=lane.name, ships=ships, reasons=reasons)
 
 
+def _below_baselines(
+    lanes: Sequence[LaneResult], diffs: Sequence[Difference], metric: str
+) -> tuple[list[str], dict[str, str]]:
+    scored = [r for r in lanes if r.status == "ok" and metric in r.metrics]
+    baselines = [r.name for r in scored if r.generator == "none"]
+    below: dict[str, str] = {}
+    for lane in scored:
+        if lane.name in baselines:
+            continue
+        losses = []
+        for base in baselines:
+            d = find_difference(diffs, lane.name, base, metric)
+            if d is not None and d.ci_high < 0:
+                losses.append(f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}] vs {base}")
+        if losses:
+            below[lane.name] = "; ".join(losses)
+    return baselines, below
+
+
 def decide_verdict(
     lanes: Sequence[LaneResult],
     differences: Sequence[Difference],
@@ -222,6 +244,7 @@ def decide_verdict(
         {m for r in lanes for m in r.metrics}, key=lambda m: (m != primary_metric, m)
     )
     per_metric = [w for m in metric_names if (w := _per_metric(lanes, differences, m))]
+    baselines, below = _below_baselines(lanes, differences, primary_metric)
     return Verdict(
         primary_metric=primary_metric,
         overall=overall,
@@ -239,4 +262,6 @@ def decide_verdict(
             if r.family in GATED_FAMILIES
         ],
         max_forgetting=max_forgetting,
+        baselines=baselines,
+        below_baseline=below,
     )

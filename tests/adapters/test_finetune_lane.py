@@ -96,3 +96,40 @@ def test_a_missing_adapter_is_a_clear_error(tmp_path, tiny_model_dir, sft_rows, 
     path = make_task(tmp_path, tiny_model_dir, sft_rows, finetune={"adapter": "nowhere"})
     with pytest.raises(UserInputError, match=r"no adapter_model\.safetensors"):
         FinetuneLane().build(load_task(path), ctx)
+
+
+def test_pretrain_then_sft_on_the_documents(tmp_path, tiny_model_dir, sft_rows, ctx):
+    docs = [
+        {"doc_id": f"d{i}", "text": f"Card payments settle in {i} days. " * 6} for i in range(8)
+    ]
+    write_jsonl(tmp_path / "docs.jsonl", docs)
+    task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows, documents=["docs.jsonl"]))
+    lanes = lanes_for(["finetune"], task)
+    assert [lane.name for lane in lanes] == ["finetune/sft", "finetune/pretrain+sft"]
+    system = lanes[1].build(task, ctx)
+    adapter = Path(system.info["adapter"])
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    assert manifest["stage"] == "sft"
+    # SFT trained on (and is served over) the base with the pretrain adapter merged in
+    assert Path(system.info["base_model"]).name == "merged"
+    pretrain_dir = Path(system.info["base_model"]).parent
+    first = json.loads((pretrain_dir / "adapter" / "manifest.json").read_text())
+    assert first["stage"] == "pretrain"
+    assert first["metrics"]["final_loss"] < first["metrics"]["first_loss"]
+    # forgetting runs from the original base, before the pretrain stage
+    forgetting = system.info["forgetting"]
+    assert forgetting["perplexity_before"] == first["metrics"]["forgetting"]["perplexity_before"]
+    assert forgetting["perplexity_after"] == manifest["metrics"]["forgetting"]["perplexity_after"]
+    assert system.invoke("my card has not arrived 3").output in LABELS
+    # a second build reuses both stages
+    again = FinetuneLane(("pretrain", "sft")).build(task, ctx)
+    assert again.info["adapter"] == system.info["adapter"]
+
+
+def test_pretrain_without_documents_is_a_clear_error(tmp_path, tiny_model_dir, sft_rows, ctx):
+    task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows))
+    assert "finetune/pretrain+sft" not in [lane.name for lane in lanes_for(["finetune"], task)]
+    with pytest.raises(UserInputError, match="documents"):
+        FinetuneLane(("pretrain", "sft")).build(task, ctx)
+    with pytest.raises(UserInputError, match="must be one of"):
+        FinetuneLane(("dpo",))
