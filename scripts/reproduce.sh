@@ -10,13 +10,17 @@ COMPOUNDAI=${COMPOUNDAI:-compoundai}
 EXAMPLES=(squad_docs_qa banking77 snips_json hh_preferences)
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
+mkdir -p "$OUT"
 for ex in "${EXAMPLES[@]}"; do
-  echo "== $ex" >&2
+  echo "== $ex ($(date -u +%H:%M:%S))" >&2
+  start=$SECONDS
   if [ "$quick" = 1 ]; then
     $COMPOUNDAI --no-progress run "examples/$ex/task.yaml" -o "$OUT/$ex" --limit 8 --lanes prompt,rag
   else
     $COMPOUNDAI run "examples/$ex/task.yaml" -o "$OUT/$ex"
   fi
+  # wall time of this example's run (cached answers and adapters make a re-run shorter)
+  echo "$((SECONDS - start))" > "$OUT/$ex/wall_seconds"
 done
 page=docs/results.md
 [ "$quick" = 1 ] && page="$OUT/results.md"

@@ -2,65 +2,167 @@
 
     python scripts/results_page.py out/results -o docs/results.md
 
-Each `REPORTS_DIR/<example>/report.json` becomes rows: lane, the task's primary metric with
-its 95% paired-bootstrap interval, training and inference time, $ per 1k cases, p50/p95
-latency, and the forgetting check for lanes that train; then the router's plan next to the
-measured winner. Each report's HTML is copied next to the page (`results/<example>.html`).
-Nothing is typed by hand: rerun this after the reports change.
+Each `REPORTS_DIR/<example>/report.json` becomes rows of one table: task, lane, the task's
+primary metric with its 95% paired-bootstrap interval, training and inference time, $ per 1k
+cases, p50/p95 latency, and the forgetting check for lanes that train. Then, per task, the
+router's plan next to the measured winner and the lanes clearly below a non-LLM baseline; then
+the field's claims (`CLAIMS`), each judged from the reports' paired differences. Each report's
+HTML is copied next to the page (`results/<example>.html`). Nothing is typed by hand: rerun
+this after the reports change.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from compoundai_evaluators import load_report
+from compoundai_evaluators.report import LaneResult, Report
+from compoundai_evaluators.verdict import find_difference
 
 
-def fmt_metric(m: dict | None) -> str:
-    if not m:
+@dataclass(frozen=True)
+class Claim:
+    """`a` beats `b` on `metric` in `example`. A lane name, or `family:NAME` for the best
+    scored lane of that family (non-LLM baselines left out)."""
+
+    claim: str
+    example: str
+    metric: str
+    a: str
+    b: str
+    note: str = ""
+
+
+CLAIMS = [
+    Claim("RAG beats fine-tuning for facts (Ovadia et al. 2023)", "squad_docs_qa", "f1",
+          "family:rag", "finetune/sft",
+          "the SFT rows are SQuAD questions about other articles: they teach the answer style, "
+          "not these facts"),
+    Claim("RAG beats fine-tuning for facts: against continued pretraining on the documents",
+          "squad_docs_qa", "f1", "family:rag", "finetune/pretrain+sft",
+          "Ovadia et al.'s setting: the documents' text trained into the weights (LoRA, "
+          "3 epochs), then the same SFT"),
+    Claim("Fine-tuning beats prompting for format: schema adherence", "snips_json",
+          "schema_adherence", "finetune/sft", "family:prompt"),
+    Claim("Fine-tuning beats prompting for format: slot F1", "snips_json", "slot_f1",
+          "finetune/sft", "family:prompt"),
+    Claim("Fine-tuning beats prompting for label discipline", "banking77", "accuracy",
+          "finetune/sft", "family:prompt"),
+    Claim("RAFT (retrieval-aware fine-tuning) beats RAG on domain QA (Zhang et al. 2024)",
+          "squad_docs_qa", "f1", "compound", "family:rag",
+          "RAFT here trains on 100 questions about other articles, with retrieved passages"),
+    Claim("RAFT beats fine-tuning on domain QA", "squad_docs_qa", "f1", "compound",
+          "finetune/sft"),
+    Claim("DPO on top of SFT raises preference accuracy", "hh_preferences",
+          "preference_accuracy", "finetune/sft+dpo", "finetune/sft"),
+]  # fmt: skip
+
+
+def fmt_metric(m: object) -> str:
+    if m is None:
         return "n/a"
-    return f"{m['value']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}]"
+    return f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"  # type: ignore[attr-defined]
 
 
-def section(name: str, report: dict) -> list[str]:
-    metric = report["primary_metric"]
-    cases = report.get("cases", {})
-    lines = [
-        f"### {report['task']} (`examples/{name}`)",
-        "",
-        f"{cases.get('sampling', '')} of the {cases.get('split', 'test')} split; "
-        f"primary metric `{metric}`. Full report: [results/{name}.html](results/{name}.html).",
-        "",
-        f"| lane | {metric} [95% CI] | train s | inference s | $ / 1k cases | p50 ms | p95 ms "
-        "| forgetting (ppl ratio) |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for lane in report["lanes"]:
-        if lane["status"] != "ok":
-            lines.append(f"| {lane['name']} | {lane['status']}: {lane['message']} | | | | | | |")
+def ok_lanes(report: Report) -> list[LaneResult]:
+    return [lane for lane in report.lanes if lane.status == "ok"]
+
+
+def resolve(report: Report, name: str, metric: str) -> LaneResult | None:
+    """A lane by name, or the best scored LLM lane of a family (`family:NAME`)."""
+    scored = [lane for lane in ok_lanes(report) if metric in lane.metrics]
+    if name.startswith("family:"):
+        family = name.split(":", 1)[1]
+        pool = [r for r in scored if r.family == family and r.generator != "none"]
+        return max(pool, key=lambda r: r.metrics[metric].value, default=None)
+    return next((r for r in scored if r.name == name), None)
+
+
+def judge(claim: Claim, reports: dict[str, Report]) -> list[str]:
+    report = reports.get(claim.example)
+    text = f"{claim.claim} ({claim.note})" if claim.note else claim.claim
+    cells = [text, f"`{claim.example}`", f"`{claim.metric}`"]
+    if report is None:
+        return [*cells, "-", "not measured: no report for this task"]
+    a, b = resolve(report, claim.a, claim.metric), resolve(report, claim.b, claim.metric)
+    if a is None or b is None:
+        missing = claim.a if a is None else claim.b
+        return [*cells, "-", f"not measured: no scored `{missing}` lane"]
+    d = find_difference(report.comparisons, a.name, b.name, claim.metric)
+    if d is None:
+        return [*cells, f"{a.name} - {b.name}", "not measured: no paired difference"]
+    shown = f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+    if d.ci_low > 0:
+        verdict = "**holds**"
+    elif d.ci_high < 0:
+        verdict = f"**reversed**: {b.name} is clearly better"
+    else:
+        verdict = "not shown: the interval contains zero"
+    return [*cells, f"{a.name} - {b.name}: {shown}", verdict]
+
+
+def table_rows(name: str, report: Report) -> list[str]:
+    metric = report.primary_metric
+    rows = []
+    for lane in report.lanes:
+        if lane.status != "ok":
+            rows.append(f"| {name} | {lane.name} | {lane.status}: {lane.message} | | | | | |")
             continue
-        cost, lat, f = lane.get("cost") or {}, lane.get("latency_ms") or {}, lane.get("forgetting")
-        forgetting = "x{:.3f}".format(f["ratio"]) if f else ""
-        lines.append(
-            f"| {lane['name']} | {fmt_metric(lane['metrics'].get(metric))} "
+        cost, lat, f = lane.cost, lane.latency_ms, lane.forgetting
+        forgetting = f"x{f.ratio:.3f}" if f else ""
+        baseline = " (non-LLM)" if lane.generator == "none" else ""
+        latency = f"{lat.p50:.0f} / {lat.p95:.0f}" if lat else "n/a"
+        rows.append(
+            f"| {name} | {lane.name}{baseline} | `{metric}` {fmt_metric(lane.metrics.get(metric))} "
             f"| {cost.get('train_seconds', 0):.0f} | {cost.get('inference_seconds', 0):.0f} "
-            f"| {cost.get('usd_per_1k_cases', 0):.4f} | {lat.get('p50', float('nan')):.0f} "
-            f"| {lat.get('p95', float('nan')):.0f} "
-            f"| {forgetting} |"
+            f"| {cost.get('usd_per_1k_cases', 0):.4f} | {latency} | {forgetting} |"
         )
-    decision = report["decision"]
-    correct = report.get("router_correct")
-    verdict = {True: "matched", False: "did not match"}.get(correct, "could not be checked against")
-    lines += [
+    return rows
+
+
+def task_notes(name: str, report: Report, folder: Path) -> list[str]:
+    cases = report.cases
+    decision = report.decision
+    verdict = {True: "matched", False: "did not match"}.get(
+        report.router_correct, "could not be checked against"
+    )
+    wall = folder / "wall_seconds"
+    took = f" The run took {int(wall.read_text()) / 60:.1f} min." if wall.is_file() else ""
+    lines = [
+        f"### {report.task} (`examples/{name}`)",
         "",
-        f"Router: plan `{decision['plan']}` (top lane `{decision['ranked'][0]['lane']}`); "
-        f"measured winner `{report['winner']}`: the decision **{verdict}** the measurement. "
-        f"{report.get('router_note', '')}",
+        f"{cases.get('sampling', '')} of the `{cases.get('split', 'test')}` split; primary "
+        f"metric `{report.primary_metric}`. Full report: "
+        f"[results/{name}.html](results/{name}.html).{took}",
         "",
+        f"- **Router**: plan `{decision['plan']}` (top lane `{decision['ranked'][0]['lane']}`); "
+        f"measured winner `{report.winner}`: the decision **{verdict}** the measurement. "
+        f"{report.router_note}",
     ]
-    return lines
+    v = report.verdict
+    if v is not None and v.tied_with_winner:
+        lines.append(
+            f"- Statistically tied with the winner: {', '.join(v.tied_with_winner)}; the "
+            f"cheapest of these is `{v.cheapest_equivalent}`."
+        )
+    if v is not None and v.baselines:
+        base = ", ".join(f"`{b}`" for b in v.baselines)
+        if v.below_baseline:
+            lines.append(f"- Clearly **below the non-LLM baseline** {base}:")
+            lines += [f"  - {lane}: {why}" for lane, why in v.below_baseline.items()]
+        else:
+            lines.append(f"- No lane is clearly below the non-LLM baseline {base}.")
+    if v is not None:
+        for gate in v.release:
+            lines.append(
+                f"- Release gate, {gate.lane}: {'ships' if gate.ships else 'does not ship'} "
+                f"({'; '.join(gate.reasons)})"
+            )
+    return [*lines, ""]
 
 
 def main() -> None:
@@ -73,17 +175,45 @@ def main() -> None:
         raise SystemExit(f"no */report.json under {args.reports}")
     html_dir = args.out.parent / "results"
     html_dir.mkdir(parents=True, exist_ok=True)
+    reports = {folder.name: load_report(folder) for folder in found}
+    first = next(iter(reports.values()))
+    versions = ", ".join(f"{k} {v}" for k, v in first.versions.items())
     lines = [
         "# Results",
         "",
-        "Generated by `scripts/results_page.py` from the reports `scripts/reproduce.sh` wrote;",
-        "do not edit by hand.",
+        "Generated by `scripts/results_page.py` from the reports `scripts/reproduce.sh` wrote "
+        "(do not edit by hand). Every lane of each task is scored on the same held-out cases of "
+        "its **test** split, sampled with a fixed seed (stratified by label where there are "
+        "labels); intervals are 95% paired-bootstrap intervals. Models: SmolLM2-135M-Instruct "
+        "(generator, LoRA adapters) and all-MiniLM-L6-v2 (embedder), on "
+        f"{platform.machine()} CPU; {versions}. Reports written {first.created[:10]}.",
         "",
+        "Cost columns: train s is the adapter's training time (0 when the lane trains nothing); "
+        "inference s the summed per-case latency; $ / 1k cases the estimate from the price "
+        "table in each report. Forgetting: general-text perplexity after / before training "
+        "(the release gate allows x1.10).",
+        "",
+        "| task | lane | main metric [95% CI] | train s | inference s | $ / 1k cases "
+        "| p50 / p95 ms | forgetting |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    for name, report in reports.items():
+        lines += table_rows(name, report)
+    lines += ["", "## Per task", ""]
     for folder in found:
-        report = load_report(folder).model_dump()
-        lines += section(folder.name, report)
+        lines += task_notes(folder.name, reports[folder.name], folder)
         shutil.copyfile(folder / "report.html", html_dir / f"{folder.name}.html")
+    lines += [
+        "## The field's claims, on this stack",
+        "",
+        "Each claim is the paired difference of two lanes on the same cases; `family:` picks "
+        "that family's best LLM lane. It *holds* when the 95% interval is above zero, is "
+        "*reversed* when it is below, and is *not shown* otherwise.",
+        "",
+        "| claim | task | metric | difference [95% CI] | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(judge(c, reports)) + " |" for c in CLAIMS]
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out)
 

@@ -9,8 +9,9 @@ then runs on top of the SFT model (the SFT adapter merged into the base, DPO's r
 With documents and `pretrain` in the stages, a LoRA adapter is first trained on the documents'
 text with the next-token loss (continued pretraining, the "unsupervised fine-tuning" of Ovadia
 et al. 2023), merged into the base, and SFT runs on that model: the facts go into the weights
-instead of the prompt. A multi-stage adapter's forgetting is chained back to the original base
-(perplexity after the last stage over perplexity before the first).
+instead of the prompt. A two-stage adapter's forgetting is chained back to the original base
+(perplexity after the last stage over perplexity before the first), and its training time
+counts both stages.
 
 Adapters are cached under `CACHE/adapters/<task>-<stage>-<hash>/`, the hash covering the
 training rows, the system message, the base model and the settings: a second build with the
@@ -118,7 +119,7 @@ class FinetuneLane:
             adapter = self._dpo(task, ctx, adapter)
         generator, info = adapter_generator(task, ctx, adapter)
         if first is not None:
-            chain_forgetting(info, first)
+            chain_stages(info, first)
         info.update(stages=list(self.stages), train_rows=len(rows))
         return CompoundSystem(
             self.name,
@@ -317,12 +318,19 @@ def train_sft_adapter(
     return adapter
 
 
-def chain_forgetting(info: dict[str, Any], first: Path) -> None:
-    """Make `info["forgetting"]` (the last stage's, measured against the merged model it
-    trained) run from before the `first` stage's adapter: after / before-the-first."""
+def chain_stages(info: dict[str, Any], first: Path) -> None:
+    """Make a two-stage adapter's facts run from the original base: `info["forgetting"]`
+    (the last stage's, measured against the merged model it trained) becomes perplexity after
+    the last stage over perplexity before the `first` stage's adapter, and the training time
+    and tokens add the first stage's."""
     from compoundai_adapters.artifacts import read_manifest
 
-    earlier = read_manifest(first).get("metrics", {}).get("forgetting") or {}
+    metrics = read_manifest(first).get("metrics", {})
+    training = info.setdefault("training", {})
+    for key in ("train_seconds", "tokens"):
+        if metrics.get(key) is not None and training.get(key) is not None:
+            training[key] = round(training[key] + metrics[key], 1)
+    earlier = metrics.get("forgetting") or {}
     last = info.get("forgetting") or {}
     before, after = earlier.get("perplexity_before"), last.get("perplexity_after")
     if not before or after is None:

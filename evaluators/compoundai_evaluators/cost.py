@@ -135,6 +135,8 @@ def throughput(n_cases: int, completion_tokens: int, inference_seconds: float) -
 def training_of(info: dict[str, Any]) -> tuple[float, int]:
     """`(train_seconds, train_tokens)` from a system's info (what the training stack records)."""
     training = info.get("training") or {}
-    seconds = info.get("train_seconds", training.get("wall_seconds", 0.0))
+    seconds = info.get(
+        "train_seconds", training.get("train_seconds", training.get("wall_seconds", 0.0))
+    )
     tokens = info.get("train_tokens", training.get("tokens", 0))
     return float(seconds or 0.0), int(tokens or 0)

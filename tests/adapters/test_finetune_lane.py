@@ -120,6 +120,9 @@ def test_pretrain_then_sft_on_the_documents(tmp_path, tiny_model_dir, sft_rows, 
     forgetting = system.info["forgetting"]
     assert forgetting["perplexity_before"] == first["metrics"]["forgetting"]["perplexity_before"]
     assert forgetting["perplexity_after"] == manifest["metrics"]["forgetting"]["perplexity_after"]
+    # and its cost counts both stages' training
+    both = first["metrics"]["train_seconds"] + manifest["metrics"]["train_seconds"]
+    assert system.info["training"]["train_seconds"] == pytest.approx(both, abs=0.1)
     assert system.invoke("my card has not arrived 3").output in LABELS
     # a second build reuses both stages
     again = FinetuneLane(("pretrain", "sft")).build(task, ctx)

@@ -11,7 +11,7 @@ from compoundai.data import PreferencePair
 from compoundai.system import CompoundSystem, OutputContract
 from compoundai.testing import FakeGenerator
 from compoundai_evaluators import LLMJudge, OutputCache, compare, decide_verdict
-from compoundai_evaluators.cost import PriceTable, TokenPrice, lane_cost
+from compoundai_evaluators.cost import PriceTable, TokenPrice, lane_cost, training_of
 from compoundai_evaluators.verdict import find_difference
 from tests.evaluators.conftest import make_cases, make_systems
 
@@ -238,3 +238,10 @@ def test_when_no_lane_meets_the_constraints_the_best_is_named_and_flagged():
     assert v.overall == v.per_metric[0].lane == "finetune" and not v.constraints_met
     assert len(v.excluded) == 5 and v.eligible == []
     assert "no lane meets" in v.overall_note
+
+
+def test_training_time_comes_from_what_the_finetune_lane_records():
+    # `adapter_generator` puts the manifest's metrics under info["training"]
+    info = {"training": {"steps": 46, "tokens": 137128, "train_seconds": 321.4}}
+    assert training_of(info) == (321.4, 137128)
+    assert training_of({}) == (0.0, 0)
