@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the results page: every example, every lane, on its test split.
 #   scripts/reproduce.sh            full sizes (the task files' evaluation.limit), every lane
-#   scripts/reproduce.sh --quick    8 cases per example, the lanes that need no training
+#   scripts/reproduce.sh --quick    4 cases per example, the lanes that need no training (the CI
+#                                   smoke test: tests/test_reproduce.py)
 # Reports land in $OUT (default out/results); the page in docs/results.md (--quick: $OUT/results.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,7 @@ for ex in "${EXAMPLES[@]}"; do
   echo "== $ex ($(date -u +%H:%M:%S))" >&2
   start=$SECONDS
   if [ "$quick" = 1 ]; then
-    $COMPOUNDAI --no-progress run "examples/$ex/task.yaml" -o "$OUT/$ex" --limit 8 --lanes prompt,rag
+    $COMPOUNDAI --no-progress run "examples/$ex/task.yaml" -o "$OUT/$ex" --limit 4 --lanes prompt,rag
   else
     $COMPOUNDAI run "examples/$ex/task.yaml" -o "$OUT/$ex"
   fi

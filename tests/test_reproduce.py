@@ -1,0 +1,58 @@
+"""`scripts/reproduce.sh --quick`, the smoke test of the results page's pipeline: all four
+examples through the real CLI with the real small models (a few cases, the lanes that need no
+training), then `scripts/results_page.py` over their reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+EXAMPLES = ["squad_docs_qa", "banking77", "snips_json", "hh_preferences"]
+
+
+@pytest.mark.slow
+def test_reproduce_quick_writes_every_report_and_the_page(tmp_path: Path):
+    committed = ROOT / "docs" / "results.md"
+    before = committed.stat().st_mtime_ns if committed.is_file() else None
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path / "results"),
+        "COMPOUNDAI": f"{sys.executable} -m compoundai",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    done = subprocess.run(
+        ["bash", "scripts/reproduce.sh", "--quick"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in EXAMPLES:
+        report = json.loads((tmp_path / "results" / name / "report.json").read_text())
+        lanes = {lane["name"]: lane for lane in report["lanes"]}
+        assert "prompt/5-shot" in lanes and any(n.startswith("rag") for n in lanes), name
+        # hh has no documents: its rag lane says so; every other lane ran
+        for lane in lanes.values():
+            if name == "hh_preferences" and lane["family"] == "rag":
+                assert lane["status"] != "ok" and "documents" in lane["message"]
+            else:
+                assert lane["status"] == "ok", (name, lane["name"], lane["message"])
+                assert lane["n_cases"] == 4
+        assert (tmp_path / "results" / name / "wall_seconds").is_file()
+    page = (tmp_path / "results" / "results.md").read_text()
+    for name in EXAMPLES:
+        assert f"(`examples/{name}`)" in page and f"results/{name}.html" in page
+    assert "rag/bm25 (non-LLM)" in page and "rag/knn-vote (non-LLM)" in page
+    assert "## The field's claims, on this stack" in page
+    assert (tmp_path / "results" / "results" / "banking77.html").is_file()
+    # a quick run never overwrites the committed page
+    assert (committed.stat().st_mtime_ns if committed.is_file() else None) == before
