@@ -158,9 +158,10 @@ def test_knn_vote_is_a_majority_vote_without_any_generator_call(fake_ctx):
     train = {e.id: e for e in task.split("train")}
     for answer in answers:
         ids = answer.extra["retrieved_ids"]
-        assert len(ids) == 5 and len(answer.extra["contexts"]) == 5
+        assert len(ids) == 5 and len(answer.extra["neighbours"]) == 5
+        assert "contexts" not in answer.extra  # examples are not passages to ground a label in
         labels = [train[i].output for i in ids]
-        assert answer.extra["contexts"] == [train[i].input.strip() for i in ids]
+        assert answer.extra["neighbours"] == [train[i].input.strip() for i in ids]
         top = max(labels.count(lb) for lb in labels)
         assert labels.count(answer.output) == top  # a majority (or tied-top) label
         assert answer.output in task.labels and answer.prompt_tokens == 0

@@ -25,7 +25,9 @@ Three variants, chosen by the task's output contract:
   it abstains only when BM25 finds nothing.
 
 Every answer carries `extra["retrieved_ids"]` (ranked; a document chunk is `doc_id#chunk`, an
-example its id) and `extra["contexts"]` (the retrieved texts), for recall@k and groundedness.
+example its id), for recall@k, and the retrieved texts: `extra["contexts"]` for passages (what
+groundedness checks the answer against), `extra["neighbours"]` for examples (a label is not
+expected to occur in its neighbours' texts, so they are not scored for groundedness).
 
 The index lives under `CACHE/rag/<task>-<what>-<hash>/`, the hash covering the data, the
 embedder and the chunking, so a second build with the same data reopens it without reading or
@@ -477,7 +479,9 @@ class RagSystem(CompoundSystem):
         for text, answer, (hits, best) in zip(inputs, answers, retrieved, strict=True):
             answer.latency_ms += self._retrieval_ms.get(text, 0.0)
             answer.extra["retrieved_ids"] = [hit_id(h) for h in hits]
-            answer.extra["contexts"] = [h.text for h in hits]
+            # passages an answer can be grounded in; retrieved examples are demonstrations
+            key = "contexts" if self.mode in ("context", "bm25") else "neighbours"
+            answer.extra[key] = [h.text for h in hits]
             answer.extra["retrieval_score"] = round(float(best), 4)
         return answers
 
