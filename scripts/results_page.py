@@ -131,7 +131,17 @@ def task_notes(name: str, report: Report, folder: Path) -> list[str]:
         report.router_correct, "could not be checked against"
     )
     wall = folder / "wall_seconds"
-    took = f" The run took {int(wall.read_text()) / 60:.1f} min." if wall.is_file() else ""
+    took = ""
+    if wall.is_file():
+        minutes = int(wall.read_text()) / 60
+        ok = ok_lanes(report)
+        if ok and all(lane.cached == lane.n_cases for lane in ok):
+            took = (
+                f" The last run took {minutes:.1f} min, reusing every answer and adapter of "
+                "an earlier run of the same command (the answer and adapter caches)."
+            )
+        else:
+            took = f" The run took {minutes:.1f} min, training included."
     lines = [
         f"### {report.task} (`examples/{name}`)",
         "",
