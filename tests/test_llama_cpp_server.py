@@ -130,9 +130,11 @@ def test_prompt_and_rag_lanes_run_with_llama_cpp_as_generator(llama_server, serv
     docs.spec.models.generator = MODEL
     server_ctx.clients.pop("generator", None)
     report = run_task(docs, tmp_path / "docs", lanes=["rag"], limit=6, ctx=server_ctx)
-    (rag,) = report.lanes
+    rag, bm25 = report.lanes  # the passages through the server, and the non-LLM baseline
+    assert rag.name == "rag" and bm25.name == "rag/bm25"
     assert rag.status == "ok" and rag.cost["completion_tokens"] > 0
     assert rag.metrics["recall_at_5"].value > 0
+    assert bm25.status == "ok" and bm25.cost["completion_tokens"] == 0
 
 
 def test_a_timeout_is_a_clear_error(llama_server):

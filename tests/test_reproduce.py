@@ -15,6 +15,12 @@ import pytest
 from tests.conftest import ROOT
 
 EXAMPLES = ["squad_docs_qa", "banking77", "snips_json", "hh_preferences"]
+QUICK_LANES = {
+    "squad_docs_qa": {"prompt", "rag"},
+    "banking77": {"prompt", "rag"},
+    "snips_json": {"rag"},
+    "hh_preferences": {"prompt"},
+}
 
 
 @pytest.mark.slow
@@ -33,20 +39,17 @@ def test_reproduce_quick_writes_every_report_and_the_page(tmp_path: Path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=1200,
+        timeout=1500,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     for name in EXAMPLES:
         report = json.loads((tmp_path / "results" / name / "report.json").read_text())
         lanes = {lane["name"]: lane for lane in report["lanes"]}
-        assert "prompt/5-shot" in lanes and any(n.startswith("rag") for n in lanes), name
-        # hh has no documents: its rag lane says so; every other lane ran
+        families = {lane["family"] for lane in lanes.values()}
+        assert families == QUICK_LANES[name], (name, families)
         for lane in lanes.values():
-            if name == "hh_preferences" and lane["family"] == "rag":
-                assert lane["status"] != "ok" and "documents" in lane["message"]
-            else:
-                assert lane["status"] == "ok", (name, lane["name"], lane["message"])
-                assert lane["n_cases"] == 4
+            assert lane["status"] == "ok", (name, lane["name"], lane["message"])
+            assert lane["n_cases"] == 4
         assert (tmp_path / "results" / name / "wall_seconds").is_file()
     page = (tmp_path / "results" / "results.md").read_text()
     for name in EXAMPLES:
