@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,15 +34,23 @@ def test_reproduce_quick_writes_every_report_and_the_page(tmp_path: Path):
         "COMPOUNDAI": f"{sys.executable} -m compoundai",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    done = subprocess.run(
+    # its own process group, so a timeout stops the compoundai runs it started as well
+    proc = subprocess.Popen(
         ["bash", "scripts/reproduce.sh", "--quick"],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=1500,
+        start_new_session=True,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    try:
+        _, stderr = proc.communicate(timeout=1500)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, stderr = proc.communicate()
+        pytest.fail(f"reproduce.sh --quick ran over 25 minutes:\n{stderr[-3000:]}")
+    assert proc.returncode == 0, stderr[-3000:]
     for name in EXAMPLES:
         report = json.loads((tmp_path / "results" / name / "report.json").read_text())
         lanes = {lane["name"]: lane for lane in report["lanes"]}
