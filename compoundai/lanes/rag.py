@@ -70,6 +70,8 @@ PASSAGE_CHARS = 1200  # each passage is cut to this many characters in the promp
 # 0.211 and 95% of them under 0.3. Other embedders have other scales: no threshold unless the
 # lane is given one.
 MIN_SCORES = {"all-minilm-l6-v2": 0.25}
+PASSAGE_MODES = ("context", "bm25")  # search the task's documents; answers cite passages
+NO_MODEL_MODES = ("knn-vote", "bm25")  # answer from the hits alone: the non-LLM baselines
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _STOP = frozenset(
@@ -450,7 +452,7 @@ class RagSystem(CompoundSystem):
 
     def chat_for(self, text: str, hits: Sequence[Any]) -> Chat:
         """The prompt for `text` given its hits (anything with `.text` and `.metadata`)."""
-        if self.mode in ("knn-vote", "bm25"):  # no model call; the hits decide the answer
+        if self.mode in NO_MODEL_MODES:  # no model call; the hits decide the answer
             ids = ", ".join(hit_id(h) for h in hits)
             return [{"role": "system", "content": f"{self.mode} over {ids}"}, _user(text)]
         if self.mode == "demos":
@@ -480,7 +482,7 @@ class RagSystem(CompoundSystem):
             answer.latency_ms += self._retrieval_ms.get(text, 0.0)
             answer.extra["retrieved_ids"] = [hit_id(h) for h in hits]
             # passages an answer can be grounded in; retrieved examples are demonstrations
-            key = "contexts" if self.mode in ("context", "bm25") else "neighbours"
+            key = "contexts" if self.mode in PASSAGE_MODES else "neighbours"
             answer.extra[key] = [h.text for h in hits]
             answer.extra["retrieval_score"] = round(float(best), 4)
         return answers
@@ -648,7 +650,7 @@ class RagLane:
                 f"rag/knn-vote votes among labels, but this task's output is {kind}",
                 hint="use rag/demos for a JSON schema, or rag for free text",
             )
-        if self.mode in ("context", "bm25") and kind != "free_text":
+        if self.mode in PASSAGE_MODES and kind != "free_text":
             raise UserInputError(
                 f"the rag {self.mode} variant answers free text, but this task's output is {kind}",
                 hint="use rag/demos (or rag/knn-vote for labels)",
@@ -670,7 +672,7 @@ class RagLane:
 
         mode = self._mode_for(task)
         name = self.NAMES[mode]
-        if mode in ("context", "bm25"):
+        if mode in PASSAGE_MODES:
             if not task.documents:
                 raise UserInputError(
                     f"{name} needs documents to retrieve from, and the task has none",
@@ -684,13 +686,13 @@ class RagLane:
             )
         embedder = make_embedder(task.spec.models.embedder, ctx)
         ctx.clients.setdefault("embedder", embedder)
-        if mode in ("context", "bm25"):
+        if mode in PASSAGE_MODES:
             store = RagStore.for_documents(task, ctx, embedder)
         else:
             store = RagStore.for_examples(task, ctx, embedder)
         # kNN vote and the BM25 sentence never call the generator: do not load one for them.
         if generator is None:
-            no_model = mode in ("knn-vote", "bm25")
+            no_model = mode in NO_MODEL_MODES
             generator = NoGenerator() if no_model else shared_generator(task, ctx)
         min_score = self.min_score if self.min_score is not None else MIN_SCORES.get(embedder.name)
         return RagSystem(
