@@ -64,6 +64,15 @@ def test_sft_then_dpo_on_preference_pairs(tmp_path, tiny_model_dir, sft_rows, ct
     assert manifest["stage"] == "dpo"
     assert Path(system.info["base_model"]).name == "sft-merged"
     assert system.invoke("what is the exchange rate").output in LABELS
+    # the served model is the DPO one: it prefers the chosen answer more than SFT alone did
+    sft = lanes[0].build(task, ctx)
+
+    def margin(lane_system) -> float:
+        chat = lane_system.prompts(["what is the exchange rate"])[0]
+        chosen, rejected = lane_system.generator.score(chat, ["exchange_rate", "top_up"])
+        return chosen - rejected
+
+    assert margin(system) > margin(sft) + 0.01
 
 
 def test_missing_training_examples_is_a_clear_error(tmp_path, tiny_model_dir, ctx):
