@@ -127,18 +127,38 @@ def table_rows(name: str, report: Report) -> list[str]:
 def task_notes(name: str, report: Report, folder: Path) -> list[str]:
     cases = report.cases
     decision = report.decision
-    verdict = {True: "matched", False: "did not match"}.get(
-        report.router_correct, "could not be checked against"
-    )
+    verdict = {True: "matched", False: "did not match", None: "could not be checked against"}[
+        report.router_correct
+    ]
     wall = folder / "wall_seconds"
     took = ""
     if wall.is_file():
         minutes = int(wall.read_text()) / 60
         ok = ok_lanes(report)
-        if ok and all(lane.cached == lane.n_cases for lane in ok):
+        fresh = [lane.name for lane in ok if lane.cached < lane.n_cases]
+        cached = [lane.name for lane in ok if lane.cached >= lane.n_cases]
+        # an adapter taken from the cache builds in seconds; training takes minutes
+        reused = [
+            lane.name
+            for lane in ok
+            if float(lane.cost.get("train_seconds") or 0)
+            > 4 * float(lane.cost.get("build_seconds") or 0)
+        ]
+        if ok and not fresh:
             took = (
                 f" The last run took {minutes:.1f} min, reusing every answer and adapter of "
                 "an earlier run of the same command (the answer and adapter caches)."
+            )
+        elif cached or reused:
+            parts = [f"answered {', '.join(fresh)} afresh"]
+            if cached:
+                parts.append(f"took the answers of {', '.join(cached)} from the cache")
+            if reused:
+                parts.append(f"reused the adapters of {', '.join(reused)}")
+            took = (
+                f" The last run took {minutes:.1f} min: it {'; '.join(parts)} (caches of "
+                "earlier runs of the same command; the table's train and inference seconds are "
+                "each lane's own measured costs)."
             )
         else:
             took = f" The run took {minutes:.1f} min, training included."
