@@ -1,7 +1,7 @@
 """Learning-rate sweep for the hh example's `finetune/sft+dpo` lane, scored off the test split.
 
 The scoring set is 200 pairs of `../shared/data/hh_rlhf_helpful/train.jsonl` that are in
-none of the example's splits (same filters as `make_hh_preferences_example.py`). Each rate
+none of the example's splits (filtered by `make_hh_preferences_example.py`'s own `pairs`). Each rate
 trains (or reuses from the cache) the lane's DPO adapter on top of its cached SFT adapter and
 prints one JSON line: the rate (0 = the SFT adapter alone), preference accuracy, seconds.
 
@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from make_hh_preferences_example import pairs, read
+
 from compoundai.context import RunContext
 from compoundai.data import PreferencePair
 from compoundai.lanes.finetune import FinetuneLane
@@ -25,26 +27,20 @@ from compoundai_evaluators.probes import preference_accuracy
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "hh_preferences"
 SHARED = ROOT.parent / "shared" / "data" / "hh_rlhf_helpful" / "train.jsonl"
+MAX_CHARS = 2000  # the example's own filter (make_hh_preferences_example.py --max-chars)
 
 
 def held_out_pairs(n: int = 200, seed: int = 123) -> list[PreferencePair]:
-    used: set[str] = set()
-    for split in ("train", "dev", "test"):
-        lines = (EXAMPLE / "data" / f"{split}.jsonl").read_text().splitlines()
-        used |= {json.loads(line)["id"] for line in lines if line.strip()}
-    rows = [json.loads(line) for line in SHARED.read_text().splitlines() if line.strip()]
-    keep = []
-    for r in rows:
-        prompt, chosen, rejected = (
-            r["prompt"].strip(),
-            r["chosen_response"].strip(),
-            r["rejected_response"].strip(),
-        )
-        if r["id"] in used or not chosen or not rejected or chosen == rejected:
-            continue
-        if len(prompt) + len(chosen) + len(rejected) > 2000:
-            continue
-        keep.append(PreferencePair(r["id"], prompt, chosen, rejected))
+    used = {
+        r["id"]
+        for split in ("train", "dev", "test")
+        for r in read(EXAMPLE / "data" / f"{split}.jsonl")
+    }
+    keep = [
+        PreferencePair(r["id"], r["prompt"], r["chosen"], r["rejected"])
+        for r in pairs(read(SHARED), MAX_CHARS)
+        if r["id"] not in used
+    ]
     random.Random(seed).shuffle(keep)
     return keep[:n]
 
