@@ -95,7 +95,7 @@ def build_system(
     if not isinstance(task, Task):
         task = load_task(task)
     decision = Router().decide(profile(task, ctx))
-    name = lane or decision.top_lane
+    name = lane or decision.lane or decision.top_lane
     chosen = resolve_lane(name, task)
     started = time.perf_counter()
     try:

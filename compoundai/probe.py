@@ -117,6 +117,8 @@ def probe(
         [metric],
         seed=spec.evaluation.seed,
         json_schema=task.json_schema,
+        labels=task.labels,
+        output_type=spec.output.type,
         diagnostics=False,
         progress=ctx.progress,
     )
@@ -197,6 +199,7 @@ def probe(
         ranked = [new_top] + [r.lane for r in decision.ranked if r.lane != new_top]
         update["ranked"] = [RankedLane(lane=lane, score=scores[lane]) for lane in ranked]
         update["plan"] = new_top
+        update["lane"] = best[new_top][0]  # the lane the probe measured best in that family
         update["stages"] = []
         value = best[new_top][1]
         update["reasons"] = [

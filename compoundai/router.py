@@ -49,6 +49,9 @@ class Decision(BaseModel):
     ranked: list[RankedLane]
     reasons: list[Reason]
     stages: list[str] = Field(default_factory=list)
+    # The lane variant the plan builds (`finetune/sft+dpo` for "sft -> dpo"): what the
+    # report's decision check compares with the measured winner.
+    lane: str | None = None
     # Set by probe mode (`compoundai.probe.probe`): the cheap lanes' dev scores and whether
     # they overturned the rules.
     probe: dict[str, Any] | None = None
@@ -386,6 +389,7 @@ class Router:
         # reasons of the top lane first, the weightiest first: what a reader checks first
         order = sorted(votes, key=lambda v: (ranked.index(v.lane), -v.weight))
         return Decision(
+            lane=plan_lane(top, stages, profile),
             plan=plan,
             ranked=[RankedLane(lane=lane, score=round(scores[lane], 2)) for lane in ranked],
             reasons=[
@@ -394,6 +398,25 @@ class Router:
             ],
             stages=stages,
         )
+
+
+def plan_lane(top: str, stages: list[str], p: TaskProfile) -> str:
+    """The lane variant a plan builds, named as the lanes name themselves.
+
+    >>> plan_lane("finetune", ["sft", "dpo"], TaskProfile(task="t", output_type="free_text"))
+    'finetune/sft+dpo'
+    """
+    if top == "prompt":
+        return "prompt/5-shot" if p.n_train else "prompt/zero-shot"
+    if top == "rag":
+        return {"labels": "rag/knn-vote", "json_schema": "rag/demos"}.get(p.output_type, "rag")
+    if top == "finetune":
+        if "dpo" in stages:
+            return "finetune/sft+dpo"
+        if "pretrain" in stages:
+            return "finetune/pretrain+sft"
+        return "finetune/sft"
+    return top
 
 
 def _companions(top: str, scores: dict[str, float]) -> tuple[str, ...]:

@@ -124,6 +124,8 @@ def run_task(
         task.metrics,
         seed=spec.evaluation.seed,
         json_schema=task.json_schema,
+        labels=task.labels,
+        output_type=spec.output.type,
         cache=OutputCache(Path(out_dir) / "cache") if cache else None,
         preferences=pairs,
         judge=judge,
@@ -142,7 +144,11 @@ def run_task(
         decision.top_lane,
         constraints,
         max_forgetting=max_forgetting,
+        plan=decision.plan,
+        plan_lane=decision.lane,
     )
+    check = verdict.decision_check
+    outcome = check.outcome if check is not None else None
     sampling = f"{len(cases)} of {len(held_out)} cases, seed {spec.evaluation.seed}" + (
         ", stratified by label" if stratify and limit else ""
     )
@@ -154,8 +160,10 @@ def run_task(
         lanes=all_results,
         primary_metric=primary,
         winner=verdict.overall,
-        router_correct=verdict.router.correct,
-        router_note=verdict.router.note,
+        # right when the plan's lane won or is tied with the winner within the margin
+        router_correct=None if outcome is None else outcome != "wrong",
+        router_note=check.note if check is not None else verdict.router.note,
+        decision_check=check,
         comparisons=comparison.differences,
         verdict=verdict,
         metric_descriptions=comparison.descriptions,

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compoundai.context import RunContext
+from compoundai.contract import free_text_output
 from compoundai.data import Example
 from compoundai.errors import RunTimeFailure, UserInputError
 from compoundai.generators.base import Chat, Generation, GenerationConfig, Generator, Scorer
@@ -204,9 +205,19 @@ class CompoundSystem:
         answers = []
         for g in generations:
             latency = float(g.extra.get("latency_ms", per_case))  # type: ignore[arg-type]
-            answers.append(
-                Answer(g.text, self.parse(g.text), g.prompt_tokens, g.completion_tokens, latency)
-            )
+            answer = Answer(g.text, None, g.prompt_tokens, g.completion_tokens, latency)
+            if self.contract.type == "free_text":
+                # the one abstention rule (`compoundai.contract`), the same for every lane
+                said = free_text_output(g.text)
+                answer.output = said.output
+                if said.abstained:
+                    answer.extra["abstained"] = True
+                    answer.extra["abstain_reason"] = "the answer declines to answer"
+                if said.cited:
+                    answer.extra["cited"] = said.cited
+            else:
+                answer.output = self.parse(g.text)
+            answers.append(answer)
         return answers
 
     def _choose_labels(self, chats: list[Chat]) -> list[Answer]:
@@ -227,12 +238,13 @@ class CompoundSystem:
         return answers
 
     def parse(self, text: str) -> Any:
-        """Turn generated text into the contract's output type."""
+        """Turn generated text into the contract's output type (free text: see
+        `compoundai.contract.free_text_output`, an abstention is the empty string)."""
         if self.contract.type == "labels":
             return snap_to_label(text, self.contract.labels)
         if self.contract.type == "json_schema":
             return parse_json(text)
-        return text
+        return free_text_output(text).output
 
     def _progress(self, items: list[Any]) -> Any:
         if not self.ctx.progress or len(items) < 8:
@@ -622,13 +634,21 @@ def snap_to_label(text: str, labels: Sequence[str]) -> str | None:
     return None
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json(text: str) -> Any:
-    """The first JSON object in the text, or None."""
+    """The first JSON object in the text, or None. `NaN` and `Infinity` are not JSON.
+
+    >>> parse_json('Sure: {"a": 1} done'), parse_json('{"a": NaN}')
+    ({'a': 1}, None)
+    """
     start = text.find("{")
     if start < 0:
         return None
     try:
-        value, _ = json.JSONDecoder().raw_decode(text[start:])
-    except json.JSONDecodeError:
+        value, _ = json.JSONDecoder(parse_constant=_reject_constant).raw_decode(text[start:])
+    except (json.JSONDecodeError, ValueError):
         return None
     return value

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compoundai_evaluators import load_report
-from compoundai_evaluators.report import LaneResult, Report
-from compoundai_evaluators.verdict import find_difference
+from compoundai_evaluators.report import DecisionCheck, Difference, LaneResult, Report
+from compoundai_evaluators.stats import holm
+from compoundai_evaluators.verdict import _p, find_difference
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ CLAIMS = [
 def fmt_metric(m: object) -> str:
     if m is None:
         return "n/a"
-    return f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"  # type: ignore[attr-defined]
+    return f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"
 
 
 def ok_lanes(report: Report) -> list[LaneResult]:
@@ -85,27 +86,46 @@ def resolve(report: Report, name: str, metric: str) -> LaneResult | None:
     return next((r for r in scored if r.name == name), None)
 
 
-def judge(claim: Claim, reports: dict[str, Report]) -> list[str]:
+def claim_difference(claim: Claim, reports: dict[str, Report]) -> tuple[Difference | None, str]:
+    """The paired difference a claim rests on, or None and why it is missing."""
     report = reports.get(claim.example)
-    text = f"{claim.claim} ({claim.note})" if claim.note else claim.claim
-    cells = [text, f"`{claim.example}`", f"`{claim.metric}`"]
     if report is None:
-        return [*cells, "-", "not measured: no report for this task"]
+        return None, "not measured: no report for this task"
     a, b = resolve(report, claim.a, claim.metric), resolve(report, claim.b, claim.metric)
     if a is None or b is None:
         missing = claim.a if a is None else claim.b
-        return [*cells, "-", f"not measured: no scored `{missing}` lane"]
+        return None, f"not measured: no scored `{missing}` lane"
     d = find_difference(report.comparisons, a.name, b.name, claim.metric)
     if d is None:
-        return [*cells, f"{a.name} - {b.name}", "not measured: no paired difference"]
-    shown = f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
-    if d.ci_low > 0:
-        verdict = "**holds**"
-    elif d.ci_high < 0:
-        verdict = f"**reversed**: {b.name} is clearly better"
-    else:
-        verdict = "not shown: the interval contains zero"
-    return [*cells, f"{a.name} - {b.name}: {shown}", verdict]
+        return None, f"not measured: no paired difference of {a.name} and {b.name}"
+    return d, ""
+
+
+def judge_claims(claims: list[Claim], reports: dict[str, Report]) -> list[list[str]]:
+    """One row per claim. The claims are one family: their p-values are Holm-adjusted
+    together, and a claim holds (or is reversed) only when its interval excludes zero and its
+    adjusted p-value is under 0.05."""
+    found = [claim_difference(c, reports) for c in claims]
+    p_values = [_p(d) if d is not None else float("nan") for d, _ in found]
+    adjusted = holm(p_values)
+    rows = []
+    for claim, (d, why), p_adj in zip(claims, found, adjusted, strict=True):
+        text = f"{claim.claim} ({claim.note})" if claim.note else claim.claim
+        cells = [text, f"`{claim.example}`", f"`{claim.metric}`"]
+        if d is None:
+            rows.append([*cells, "-", "-", why])
+            continue
+        shown = f"{d.a} - {d.b}: {d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}], n {d.compared}"
+        if d.ci_low > 0 and p_adj < 0.05:
+            verdict = "**holds**"
+        elif d.ci_high < 0 and p_adj < 0.05:
+            verdict = f"**reversed**: {d.b} is clearly better"
+        elif d.ci_low > 0 or d.ci_high < 0:
+            verdict = "not shown after Holm's correction (the unadjusted interval excludes zero)"
+        else:
+            verdict = "not shown: the interval contains zero"
+        rows.append([*cells, shown, f"{p_adj:.3g}", verdict])
+    return rows
 
 
 def table_rows(name: str, report: Report) -> list[str]:
@@ -127,12 +147,34 @@ def table_rows(name: str, report: Report) -> list[str]:
     return rows
 
 
+def router_line(decision: dict, winner: str | None, check: DecisionCheck | None) -> str:
+    """The decision check as a bullet: plan, its lane, the winner, outcome and regret."""
+    head = f"- **Router**: plan `{decision['plan']}`"
+    if check is None:
+        return f"{head}; measured winner `{winner}` (no decision check in this report)."
+    c = check
+    words = {
+        "matched": "**matched** (the plan's lane is the winner)",
+        "tied": f"**tied** with the winner (within {c.margin:g})",
+        "wrong": "**wrong**",
+        None: "could not be checked",
+    }[c.outcome]
+    line = f"{head}, built as `{c.chosen_lane}`; measured winner `{winner}`: {words}."
+    if c.regret is not None and c.outcome != "matched":
+        r = c.regret
+        line += (
+            f" Regret {r.value:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] {c.metric} over "
+            f"{c.n} cases."
+        )
+    elif c.outcome is None:
+        line += f" {c.note}."
+    return line
+
+
 def task_notes(name: str, report: Report, folder: Path) -> list[str]:
     cases = report.cases
     decision = report.decision
-    verdict = {True: "matched", False: "did not match", None: "could not be checked against"}[
-        report.router_correct
-    ]
+    check = report.decision_check or (report.verdict.decision_check if report.verdict else None)
     wall = folder / "wall_seconds"
     took = ""
     if wall.is_file():
@@ -172,9 +214,7 @@ def task_notes(name: str, report: Report, folder: Path) -> list[str]:
         f"metric `{report.primary_metric}`. Full report: "
         f"[results/{name}.html](results/{name}.html).{took}",
         "",
-        f"- **Router**: plan `{decision['plan']}` (top lane `{decision['ranked'][0]['lane']}`); "
-        f"measured winner `{report.winner}`: the decision **{verdict}** the measurement. "
-        f"{report.router_note}",
+        router_line(decision, report.winner, check),
     ]
     v = report.verdict
     if v is not None and v.tied_with_winner:
@@ -240,13 +280,15 @@ def main() -> None:
         "## The field's claims, on this stack",
         "",
         "Each claim is the paired difference of two lanes on the same cases; `family:` picks "
-        "that family's best LLM lane. It *holds* when the 95% interval is above zero, is "
-        "*reversed* when it is below, and is *not shown* otherwise.",
+        "that family's best LLM lane. The claims are one family of comparisons, so their "
+        "p-values are adjusted together (Holm). A claim *holds* when the 95% interval is "
+        "above zero and the adjusted p-value is under 0.05, is *reversed* when both say the "
+        "other way, and is *not shown* otherwise.",
         "",
-        "| claim | task | metric | difference [95% CI] | verdict |",
-        "|---|---|---|---|---|",
+        "| claim | task | metric | difference [95% CI], n | p (Holm) | verdict |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += ["| " + " | ".join(judge(c, reports)) + " |" for c in CLAIMS]
+    lines += ["| " + " | ".join(row) + " |" for row in judge_claims(CLAIMS, reports)]
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out)
 

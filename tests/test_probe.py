@@ -85,7 +85,7 @@ def test_decide_probe_json_records_the_bake_off(tmp_path, monkeypatch):
     data = json.loads(out.output)
     assert data["probe"] == {"overturned": False, "note": "n"} and data["plan"]
     plain = json.loads(CliRunner().invoke(cli, ["decide", str(BANKING), "--json"]).output)
-    assert "probe" not in plain and set(plain) == {"plan", "ranked", "reasons"}
+    assert "probe" not in plain and set(plain) == {"plan", "lane", "ranked", "reasons"}
 
 
 def test_the_probe_judges_by_answer_quality_not_retrieval_or_validity():

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from compoundai.context import RunContext
+from compoundai.contract import strip_citations
 from compoundai.errors import UserInputError
 from compoundai.lanes import lanes_for
-from compoundai.lanes.rag import ABSTAIN_TEXT, RagLane, RagSystem, strip_citations
+from compoundai.lanes.rag import ABSTAIN_TEXT, RagLane, RagSystem
 from compoundai.run import run_task
 from compoundai.system import CompoundSystem
 from compoundai.task import load_task

@@ -78,7 +78,10 @@ class CompoundLane:
         system.generator = generator
         system.info.update(info)
         adapter_key = info["fingerprint"]
-        system.info["fingerprint"] = f"compound-{mode}-{rag.store.key}-k{rag.k}-{adapter_key}"
+        search = rag.store.index.dense_method
+        system.info["fingerprint"] = (
+            f"compound-{mode}-{rag.store.key}-k{rag.k}-{search}-{adapter_key}"
+        )
         system.info["train_rows"] = len(rows)
         return system
 

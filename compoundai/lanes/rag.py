@@ -16,9 +16,9 @@ Three variants, chosen by the task's output contract:
   citing them, and abstention: the model is told to answer exactly `ABSTAIN_TEXT` when the
   passages do not hold the answer, and the system abstains without asking the model when even
   the best passage is far from the question (dense cosine below `min_score`, see `MIN_SCORES`).
-  An abstaining answer has an empty output and `extra["abstained"] = True` (what the
-  evaluators' abstention metric reads; SQuAD v2 scores an empty answer right on an unanswerable
-  question).
+  An abstaining answer has an empty output and `extra["abstained"] = True`, by the output
+  contract's one abstention rule (`compoundai.contract`), which every free-text lane and the
+  metrics share: a refusal scores the same whichever lane gave it.
 - **rag/bm25** (free text with `documents`): the cheap non-LLM baseline of the docs-QA row.
   The same index searched by BM25 alone, and the answer is the sentence of the top passage
   that shares the most words with the question: what a search box would show. No generator;
@@ -49,13 +49,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from compoundai.context import RunContext
+from compoundai.contract import ABSTAIN_TEXT
 from compoundai.errors import UserInputError
 from compoundai.generators.base import Chat, GenerationConfig, Generator
 from compoundai.lanes.prompt import contract_of, shared_generator
 from compoundai.system import Answer, CompoundSystem, NoGenerator, format_output
 from compoundai.task import Task
 
-ABSTAIN_TEXT = "I don't know."
 CONTEXT_RULES = (
     "Answer the question using only the numbered passages. Answer briefly, in a few words, "
     "and cite the passages you used like [1]. If the passages do not contain the answer, "
@@ -80,13 +80,6 @@ _STOP = frozenset(
         "a an and are as at be by did do does for from had has have how in is it its of on or "
         "that the their this to was were what when where which who whom whose why with",
     )
-)
-_CITATION = re.compile(r"\s*\[(\d+(?:\s*[,;-]\s*\d+)*)\]")
-_REFUSAL = re.compile(
-    r"\b(i (do not|don't|cannot|can't) (know|answer|find|say)|no answer|unanswerable|"
-    r"not (mentioned|stated|in the (context|passages?|documents?))|cannot be answered|"
-    r"(context|passages?|documents?) (does|do) not (say|mention|contain))\b",
-    re.IGNORECASE,
 )
 STORE_FILE = "build.json"
 
@@ -347,24 +340,6 @@ def hit_id(hit: Any) -> str:
     return f"{doc}#{meta.get('chunk', 0)}"
 
 
-def strip_citations(text: str) -> tuple[str, list[int]]:
-    """The answer without its `[n]` markers, and the passage numbers it cited.
-
-    >>> strip_citations("In France [1], near Paris [2, 3].")
-    ('In France, near Paris.', [1, 2, 3])
-    """
-    cited: list[int] = []
-    for group in _CITATION.findall(text):
-        cited += [int(n) for n in re.findall(r"\d+", group)]
-    clean = _CITATION.sub("", text).strip()
-    return clean, sorted(set(cited))
-
-
-def is_refusal(text: str) -> bool:
-    """Whether generated text declines to answer (the abstain marker or a paraphrase)."""
-    return bool(_REFUSAL.search(text)) or not text.strip(" .\n")
-
-
 class RagSystem(CompoundSystem):
     """A `CompoundSystem` whose prompts (or answers) come from an index.
 
@@ -392,7 +367,9 @@ class RagSystem(CompoundSystem):
         self.k = k
         self.min_score = min_score
         self.shots = k if mode == "demos" else 0
-        self.info.setdefault("fingerprint", f"rag-{mode}-{store.key}-k{k}-min{min_score}")
+        # the dense search method is part of what decides the hits, so of the answers
+        search = store.index.dense_method
+        self.info.setdefault("fingerprint", f"rag-{mode}-{store.key}-k{k}-min{min_score}-{search}")
         self._hits: dict[str, tuple[list[Any], float]] = {}
         # What retrieving each cached input cost (ms), so an answer's latency includes its
         # retrieval even when `prompts` (e.g. for the answer cache's keys) retrieved it first.
@@ -517,17 +494,14 @@ class RagSystem(CompoundSystem):
             else:
                 ask.append(i)
         if ask:
+            # `answer` applies the contract's one abstention rule (`compoundai.contract`)
             generated = self.answer(self.prompts([inputs[i] for i in ask]))
             for i, g in zip(ask, generated, strict=True):
                 hits = retrieved[i][0]
-                clean, cited = strip_citations(g.text)
+                cited = g.extra.pop("cited", [])
                 g.extra["citations"] = [hit_id(hits[n - 1]) for n in cited if 0 < n <= len(hits)]
-                if is_refusal(clean):
-                    g.output = ""
-                    g.extra["abstained"] = True
+                if g.extra.get("abstained"):
                     g.extra["abstain_reason"] = "the model found no answer in the passages"
-                else:
-                    g.output = clean
                 answers[i] = g
         return [a for a in answers if a is not None]
 

@@ -4,8 +4,9 @@
 has labels (test files are often sorted by label, so the first N rows would cover only a few
 classes). Each lane answers, in one `batch` call, the cases the output cache does not already
 hold for it; a lane that fails is recorded, not fatal (DSPy's BetterTogether does the same).
-Every metric is bootstrapped with one set of resample counts shared by all lanes, so each
-lane-vs-lane difference gets a paired interval, and per-case scores give the flips.
+Every metric is bootstrapped with one set of resample counts shared by all lanes (10,000
+resamples by default), so each lane-vs-lane difference gets a paired interval, taken over the
+cases both lanes are scored on (`n`, the `compared` field), and per-case scores give the flips.
 """
 
 from __future__ import annotations
@@ -127,10 +128,13 @@ def compare(
     cases: Sequence[Example],
     metrics: Sequence[str | Metric],
     seed: int = 0,
-    resamples: int = 1000,
+    resamples: int = 10_000,
     *,
     level: float = 0.95,
     json_schema: dict[str, Any] | None = None,
+    labels: Sequence[str] = (),
+    output_type: str | None = None,
+    volume: int = 100_000,
     diagnostics: bool = True,
     cache: OutputCache | None = None,
     preferences: Sequence[PreferencePair] = (),
@@ -145,9 +149,13 @@ def compare(
     >>> [(d.a, d.b, round(d.value, 3)) for d in comparison.differences]    # doctest: +SKIP
     [('prompt/zero-shot', 'prompt/5-shot', -0.31)]
     """
+
+    def resolve(names: Sequence[str]) -> list[Metric]:
+        return resolve_metrics(names, json_schema, labels=labels, output_type=output_type)
+
     requested = [m for m in metrics if not isinstance(m, str)]
-    requested += resolve_metrics([m for m in metrics if isinstance(m, str)], json_schema)
-    extra = resolve_metrics([d for d in DIAGNOSTICS if diagnostics], json_schema)
+    requested += resolve([m for m in metrics if isinstance(m, str)])
+    extra = resolve([d for d in DIAGNOSTICS if diagnostics])
     extra = [m for m in extra if m.name not in {r.name for r in requested}]
     if judge is not None:
         requested.append(judge)
@@ -191,7 +199,9 @@ def compare(
             estimate = metric_interval(PREFERENCE, stats, pair_counts, level)
             values[PREFERENCE.name] = _estimate(estimate, len(pref))
         scored[system.name] = lane
-        results.append(_lane_result(system, cases, answers, rows, values, n_cached, wall, prices))
+        results.append(
+            _lane_result(system, cases, answers, rows, values, n_cached, wall, prices, volume)
+        )
         result = results[-1]
         if (record := forgetting_of(system)) is not None:
             result.forgetting = Forgetting(**record)
@@ -208,20 +218,31 @@ def compare(
                 continue
             metric = metric_by_name[name]
             shared = pair_counts if name == PREFERENCE.name else counts
-            diff, p_value = difference_interval(
-                metric, scored[a].stats[name], scored[b].stats[name], shared, level
+            score_a, score_b = scored[a].scores[name], scored[b].scores[name]
+            # only the cases both lanes are scored on (groundedness skips abstentions)
+            both = ~np.isnan(score_a) & ~np.isnan(score_b)
+            if not both.any():
+                continue
+            diff = difference_interval(
+                metric, scored[a].stats[name], scored[b].stats[name], shared, level, both
             )
-            f = flips(scored[a].scores[name], scored[b].scores[name])
+            f = flips(score_a, score_b)
             named = ids if name != PREFERENCE.name else [pair.id for pair in preferences]
+
+            def finite(p: float, fallback: float = 1.0) -> float:
+                return p if np.isfinite(p) else fallback
+
             differences.append(
                 Difference(
                     a=a,
                     b=b,
                     metric=name,
-                    value=diff.value,
+                    value=diff.value if np.isfinite(diff.value) else 0.0,
                     ci_low=diff.ci_low if np.isfinite(diff.ci_low) else diff.value,
                     ci_high=diff.ci_high if np.isfinite(diff.ci_high) else diff.value,
-                    p_a_not_better=p_value if np.isfinite(p_value) else 1.0,
+                    p_a_not_better=finite(diff.p_a_not_better),
+                    p_b_not_better=finite(diff.p_b_not_better),
+                    p_value=finite(diff.p_value),
                     a_better=len(f.a_better),
                     b_better=len(f.b_better),
                     compared=f.compared,
@@ -243,6 +264,7 @@ def _lane_result(
     n_cached: int,
     wall: float,
     prices: PriceTable | None,
+    volume: int = 100_000,
 ) -> LaneResult:
     latencies = [float(a.latency_ms) for a in answers]
     # Inference time is the sum of per-case latencies, so cached answers keep their cost.
@@ -265,6 +287,7 @@ def _lane_result(
         train_seconds=train_s,
         train_tokens=train_tokens,
         prices=prices,
+        volume=volume,
     )
     cost["eval_seconds"] = round(wall, 2)
     predictions = [

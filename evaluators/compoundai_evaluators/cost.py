@@ -81,11 +81,15 @@ def lane_cost(
     train_seconds: float = 0.0,
     train_tokens: int = 0,
     prices: PriceTable | None = None,
+    volume: int = 100_000,
 ) -> dict[str, float]:
     """The cost block of one lane in the report.
 
     Remote generators are billed per token; local ones per hour of compute (inference time,
-    and training time for lanes that train).
+    and training time for lanes that train). `usd_per_1k_amortised` adds the one-off cost
+    (training and building) spread over `volume` cases: what "cheapest" compares, so a lane that
+    trains for an hour is not called cheaper than one that trains nothing just because its
+    answers are a little faster.
 
     >>> c = lane_cost(generator="smollm2", remote=False, n_cases=100, prompt_tokens=5000,
     ...               completion_tokens=0, inference_seconds=36.0)
@@ -103,6 +107,7 @@ def lane_cost(
         usd_inference = inference_seconds * hourly
     usd_training = (train_seconds + build_seconds) * hourly
     per_1k = usd_inference / n_cases * 1000 if n_cases else 0.0
+    amortised = per_1k + (usd_training * 1000 / volume if volume else 0.0)
     return {
         "prompt_tokens": float(prompt_tokens),
         "completion_tokens": float(completion_tokens),
@@ -115,6 +120,8 @@ def lane_cost(
         "usd_per_1k_cases": round(per_1k, 6),
         "usd_training": round(usd_training, 6),
         "usd_total": round(usd_inference + usd_training, 6),
+        "usd_per_1k_amortised": round(amortised, 6),
+        "volume": float(volume),
     }
 
 

@@ -10,6 +10,12 @@ from __future__ import annotations
 import re
 from html import escape as _escape
 
+from compoundai_evaluators.markdown import (
+    ABSTENTION_NOTE,
+    VERSUS_HEAD,
+    decision_check_lines,
+    versus_rows,
+)
 from compoundai_evaluators.report import LaneResult, Report
 from compoundai_evaluators.svg import PALETTE, Bar, forest, interval_bars, latency_bars, scatter
 
@@ -76,14 +82,23 @@ def _cards(report: Report) -> str:
             f"<b>{escape(v.cheapest_equivalent or '')}</b><span>cheapest lane tied with the "
             f"winner ({escape(', '.join(v.tied_with_winner))})</span>"
         )
+    check = report.decision_check or (v.decision_check if v else None)
+    outcome = check.outcome if check else None
+    if check is None:
+        outcome = {True: "matched", False: "wrong", None: None}[report.router_correct]
     css, text = {
-        True: ("ok", "router was right"),
-        False: ("bad", "router was wrong"),
-        None: ("unk", "router not checkable yet"),
-    }[report.router_correct]
+        "matched": ("ok", "decision matched"),
+        "tied": ("ok", "decision tied with the winner"),
+        "wrong": ("bad", "decision was wrong"),
+        None: ("unk", "decision not checkable yet"),
+    }[outcome]
+    regret = ""
+    if check is not None and check.regret is not None and outcome != "matched":
+        r = check.regret
+        regret = f", regret {r.value:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
     cards.append(
-        f'<b class="{css}">{escape(text)}</b><span>predicted '
-        f"<code>{escape(report.decision.get('plan', ''))}</code></span>"
+        f'<b class="{css}">{escape(text)}</b><span>plan '
+        f"<code>{escape(report.decision.get('plan', ''))}</code>{escape(regret)}</span>"
     )
     if v and v.release:
         ships = [g.lane for g in v.release if g.ships]
@@ -182,7 +197,24 @@ def _verdict(report: Report) -> str:
     if v is None:
         return ""
     head = f"<b>Winner: {escape(v.overall)}</b>: " if v.overall else "No winner: "
-    parts = [f"<p>{head}{escape(v.overall_note)}. {escape(v.router.note)}</p>"]
+    parts = [f"<p>{head}{escape(v.overall_note)}.</p>"]
+    check = "".join(f"<p>{escape(line).replace('**', '')}</p>" for line in decision_check_lines(v))
+    parts.append(f'<div id="decision-check">{check}</div>')
+    if v.tied_with_winner:
+        parts.append(
+            f"<p>Tied with the winner (within {v.margin:g} on {escape(v.primary_metric)}): "
+            f"{escape(', '.join(v.tied_with_winner))}; the cheapest of these (training spread "
+            f"over {v.volume:,} cases) is <b>{escape(v.cheapest_equivalent or '')}</b>.</p>"
+        )
+    if v.versus_winner:
+        rows = [[escape(cell) for cell in row] for row in versus_rows(v)]
+        parts.append(
+            f"<p>The winner against every other lane (Holm's correction over these "
+            f"{len(rows)} comparisons):</p>"
+        )
+        parts.append(_table(VERSUS_HEAD, rows))
+    if report.profile.get("output_type") == "free_text":
+        parts.append(f"<p class='sub'>How abstention is scored: {escape(ABSTENTION_NOTE)}.</p>")
     if v.excluded:
         parts.append(
             "<ul>"
@@ -229,7 +261,8 @@ def _flips(report: Report) -> str:
             escape(f"{d.a} vs {d.b}"),
             escape(d.metric),
             f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]",
-            f"{d.a_better} / {d.b_better} of {d.compared}",
+            str(d.compared),
+            f"{d.a_better} / {d.b_better}",
             escape(", ".join(d.a_better_ids[:5])) or "-",
             escape(", ".join(d.b_better_ids[:5])) or "-",
         ]
@@ -240,7 +273,8 @@ def _flips(report: Report) -> str:
     head = [
         "pair (a vs b)",
         "metric",
-        "a - b [95% CI]",
+        "a - b [95% CI], unadjusted",
+        "n",
         "flips a / b",
         "a better on",
         "b better on",

@@ -83,12 +83,8 @@ def _verdict(report: Report) -> list[str]:
         )
     for lane, why in v.excluded.items():
         lines.append(f"- excluded {lane}: {why}")
-    verdict = {
-        True: "matched the measured winner",
-        False: "did not match the measured winner",
-        None: "could not be checked",
-    }
-    lines += ["", f"Router's prediction {verdict[v.router.correct]}. {v.router.note}", ""]
+    lines += ["", *decision_check_lines(v), ""]
+    lines += versus_lines(v)
     lines += baseline_lines(v)
     lines += _table(
         ["metric", "best lane", "value", "against the runner-up", "clear win"],
@@ -104,6 +100,66 @@ def _verdict(report: Report) -> list[str]:
         lines.append(f"- **{gate.lane}**: {'ships' if gate.ships else 'does not ship'}")
         lines += [f"  - {reason}" for reason in gate.reasons]
     return lines
+
+
+OUTCOME_WORDS = {
+    "matched": "**matched**: the plan's lane is the measured winner",
+    "tied": "**tied** with the measured winner, within the equivalence margin",
+    "wrong": "**wrong**: the plan's lane is clearly behind the measured winner",
+    None: "could not be checked",
+}
+
+
+def decision_check_lines(v: Verdict) -> list[str]:
+    """The router's plan against the winner: outcome, regret with its interval, the rule."""
+    c = v.decision_check
+    if c is None:
+        return [f"Router's prediction: {v.router.note}"]
+    lines = [
+        f"**Decision check** (plan `{c.plan}`, built as `{c.chosen_lane}`; winner "
+        f"`{c.winner}`): {OUTCOME_WORDS[c.outcome]}."
+    ]
+    if c.regret is not None:
+        lines.append(
+            f"Regret (winner minus plan, `{c.metric}`): {c.regret.value:+.3f} "
+            f"[{c.regret.ci_low:+.3f}, {c.regret.ci_high:+.3f}] over {c.n} cases; margin "
+            f"{c.margin:g}. {c.note}."
+        )
+    else:
+        lines.append(f"{c.note}.")
+    return lines
+
+
+VERSUS_HEAD = ["lane", "winner minus lane", "n", "p", "p (Holm)", "reading"]
+
+
+def versus_rows(v: Verdict) -> list[list[str]]:
+    """The winner against every other lane: difference, n, raw and Holm-adjusted p, tie."""
+    return [
+        [
+            w.lane,
+            f"{w.value:+.3f} [{w.ci_low:+.3f}, {w.ci_high:+.3f}]",
+            str(w.n),
+            f"{w.p_value:.3g}",
+            f"{w.p_holm:.3g}",
+            "tied" if w.tied else ("clearly behind" if w.clearly_worse else "inside the noise"),
+        ]
+        for w in v.versus_winner
+    ]
+
+
+def versus_lines(v: Verdict) -> list[str]:
+    if not v.versus_winner:
+        return []
+    rows = versus_rows(v)
+    head = [*VERSUS_HEAD[:1], f"winner minus lane ({v.primary_metric})", *VERSUS_HEAD[2:]]
+    return [
+        f"The winner against every other lane (Holm's correction over these {len(rows)} "
+        f"comparisons; tied means within {v.margin:g}):",
+        "",
+        *_table(head, rows),
+        "",
+    ]
 
 
 def baseline_lines(v: Verdict) -> list[str]:
@@ -125,27 +181,49 @@ def _differences(report: Report) -> list[str]:
     lines = [
         f"## Lane vs lane on `{report.primary_metric}`",
         "",
-        "Paired over the same cases; flips count cases where one lane scored higher.",
+        "Paired over the cases both lanes are scored on (n); flips count cases where one "
+        "lane scored higher. Each row alone, unadjusted for the number of rows: the "
+        "conclusions above use Holm's correction.",
         "",
     ]
     rows = [
         [
             f"{d.a} - {d.b}",
             _signed(d),
+            str(d.compared),
             "yes" if d.significant else "no",
-            f"{d.a_better} / {d.b_better} of {d.compared}",
+            f"{d.a_better} / {d.b_better}",
             ", ".join(d.a_better_ids[:3]) or "-",
             ", ".join(d.b_better_ids[:3]) or "-",
         ]
         for d in diffs
     ]
-    head = ["difference", "value [95% CI]", "clear of zero", "flips a / b"]
+    head = ["difference", "value [95% CI]", "n", "clear of zero (unadjusted)", "flips a / b"]
     lines += _table([*head, "a better on", "b better on"], rows)
     return lines
 
 
+ABSTENTION_NOTE = (
+    "abstention: a free-text answer abstains when its lane flags it, when it is empty, or "
+    'when it is a refusal ("I don\'t know", "I\'m not sure", "the passages don\'t say", '
+    "...; one rule for every lane, `compoundai.contract`); it is scored as the empty answer, "
+    "which SQuAD v2 EM/F1 count right on an unanswerable question and wrong otherwise"
+)
+
+
 def _notes(report: Report) -> list[str]:
     lines = ["## Assumptions", ""]
+    v = report.verdict
+    if v is not None:
+        lines.append(
+            f"- tied: within {v.margin:g} of the winner on `{v.primary_metric}` (regret at most "
+            "the margin, its interval reaching 0 or inside the margin); cheapest: $ per 1k "
+            f"cases with training spread over {v.volume:,} cases; significance: Holm-adjusted "
+            f"p < {v.alpha:g} within each family of comparisons"
+        )
+    free_text = report.profile.get("output_type") == "free_text"
+    if free_text or "abstention_accuracy" in report.metric_names():
+        lines.append(f"- {ABSTENTION_NOTE}")
     if report.metric_descriptions:
         lines += [f"- `{k}`: {v}" for k, v in sorted(report.metric_descriptions.items())]
     if report.prices:

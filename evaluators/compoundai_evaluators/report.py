@@ -2,8 +2,9 @@
 
 Field names follow DESIGN.md "Machine-readable outputs" and may grow, never be renamed:
 `task`, `decision`, `lanes[].name`, `lanes[].metrics[<metric>].{value,ci_low,ci_high}`,
-`lanes[].latency_ms.{p50,p95}`, `lanes[].cost`, `winner`, `router_correct`. Everything else
-(pairwise differences, flips, the verdict, the price table) was added around them.
+`lanes[].latency_ms.{p50,p95}`, `lanes[].cost`, `winner`, `router_correct`, `decision_check`.
+Everything else (pairwise differences, flips, the verdict, the price table) was added around
+them.
 
 `write_reports(report, out_dir)` writes report.json, report.md and report.html together
 (temporary files, then renames), and `load_report(path)` reads a saved report back, so the
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,7 +73,10 @@ class Difference(Strict):
     p_a_not_better: float  # share of resamples where a <= b
     a_better: int  # cases where a scored higher than b (a right, b wrong for 0/1 metrics)
     b_better: int
-    compared: int
+    compared: int  # n: the cases defined for both lanes, over which the difference is taken
+    # share of resamples where b <= a (exact zeros count in both, so flipping swaps the two)
+    p_b_not_better: float | None = None
+    p_value: float | None = None  # two-sided bootstrap p-value, unadjusted
     a_better_ids: list[str] = Field(default_factory=list)  # the first few, for reading
     b_better_ids: list[str] = Field(default_factory=list)
 
@@ -95,6 +99,46 @@ class RouterCheck(Strict):
     measured: str | None
     correct: bool | None
     note: str
+
+
+class Interval(Strict):
+    value: float
+    ci_low: float
+    ci_high: float
+
+
+class DecisionCheck(Strict):
+    """The router's plan against the measured winner, with ties inside the margin.
+
+    `outcome`: `matched` (the plan's lane is the winner), `tied` (the regret, winner minus
+    plan on the primary metric, is at most `margin` and its paired interval either reaches 0
+    or lies within the margin), `wrong` otherwise; None when the plan's lane was not scored.
+    """
+
+    plan: str
+    chosen_lane: str | None
+    winner: str | None
+    outcome: Literal["matched", "tied", "wrong"] | None
+    margin: float
+    regret: Interval | None = None
+    metric: str = ""
+    n: int | None = None
+    note: str = ""
+
+
+class VersusWinner(Strict):
+    """The winner minus one other lane on the primary metric, Holm-adjusted within the family
+    of the winner's comparisons."""
+
+    lane: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    p_value: float
+    p_holm: float
+    clearly_worse: bool  # p_holm < alpha and the winner is ahead
+    tied: bool  # within the equivalence margin (see DecisionCheck)
 
 
 class GateResult(Strict):
@@ -120,6 +164,11 @@ class Verdict(Strict):
     # LLM lane clearly below one of them on the primary metric, what it loses by.
     baselines: list[str] = Field(default_factory=list)
     below_baseline: dict[str, str] = Field(default_factory=dict)
+    margin: float = 0.02  # equivalence margin on the primary metric for "tied"
+    volume: int = 100_000  # cases the training cost is spread over for "cheapest"
+    alpha: float = 0.05
+    versus_winner: list[VersusWinner] = Field(default_factory=list)
+    decision_check: DecisionCheck | None = None
 
 
 class Report(Strict):
@@ -131,6 +180,7 @@ class Report(Strict):
     winner: str | None
     router_correct: bool | None
     router_note: str = ""
+    decision_check: DecisionCheck | None = None
     comparisons: list[Difference] = Field(default_factory=list)
     verdict: Verdict | None = None
     metric_descriptions: dict[str, str] = Field(default_factory=dict)

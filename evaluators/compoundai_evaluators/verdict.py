@@ -2,23 +2,34 @@
 
 Rules, in the order a reader would check them:
 - **per metric**: the lane with the best value; the win is *clear* only when the paired
-  interval of its difference against the runner-up excludes zero.
+  difference against the runner-up is significant after Holm's correction over the winner's
+  comparisons on that metric (`alpha`, 5%).
 - **overall**: the best lane on the primary metric among those that meet the task's
   constraints (p95 latency within `max_latency_ms`, total cost within `budget_usd`, no remote
   generator when `local_only`); when none does, the best lane regardless, with
   `constraints_met: false` and every breach listed. Ties on the value go to the cheaper,
-  then the faster lane. Lanes statistically tied with the winner are listed, with the
-  cheapest of them, because "5-shot wins by 0.01 inside the noise" and "5-shot wins" are
-  different news.
-- **router**: the router's top lane family against the winner's family; when the router's
-  family lost only inside the noise, the note says so.
+  then the faster lane.
+- **tied with the winner** means *within the equivalence margin* (`margin`, 0.02 of the primary
+  metric by default), not merely "the interval contains 0": the regret (winner minus lane) is
+  at most the margin, and its paired interval either reaches 0 or lies within the margin
+  (`is_tied`). A lane 0.10 behind with an interval of [-0.001, +0.21] is not tied.
+- **cheapest** counts amortised cost: per-case inference plus the one-off training and build
+  cost spread over `volume` cases (100,000 by default; `usd_per_1k_amortised`).
+- **versus the winner**: the winner minus every other lane on the primary metric, each with its
+  Holm-adjusted p-value (the family: the winner's comparisons), and whether it is tied.
+- **decision check**: the router's plan (the lane it would build) against the winner:
+  `matched`, `tied` (as above) or `wrong`, with the regret and its interval.
+- **router** (family level, kept for older readers): the router's top family against the
+  winner's family.
 - **baselines**: lanes with no generator (`generator == "none"`: the kNN vote, the BM25
-  passage) are the cheap non-LLM baselines; an LLM lane whose paired interval against one of
-  them lies wholly below zero on the primary metric is listed as losing to it.
+  passage) are the cheap non-LLM baselines; an LLM lane is listed as losing to one when its
+  paired interval lies wholly below zero and the difference is significant after Holm's
+  correction over every (LLM lane, baseline) pair.
 - **release gate** (fine-tuned lanes, `finetune` and `compound`): ships only if it beats
   every cheaper lane family measured (prompt < rag < finetune < compound) with the paired
-  interval clear of zero, and its general-text perplexity rose by at most `max_forgetting`
-  (10% by default). Forgetting that was not measured fails the gate: unknown is not safe.
+  interval clear of zero (unadjusted: every comparison must pass anyway), and its general-text
+  perplexity rose by at most `max_forgetting` (10% by default). Forgetting that was not
+  measured fails the gate: unknown is not safe.
 """
 
 from __future__ import annotations
@@ -27,16 +38,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from compoundai_evaluators.report import (
+    DecisionCheck,
     Difference,
     GateResult,
+    Interval,
     LaneResult,
     MetricWinner,
     RouterCheck,
     Verdict,
+    VersusWinner,
 )
+from compoundai_evaluators.stats import holm
 
 FAMILY_COST_RANK = {"prompt": 0, "rag": 1, "finetune": 2, "compound": 3}
 GATED_FAMILIES = ("finetune", "compound")
+MARGIN = 0.02  # equivalence margin on the primary metric
+VOLUME = 100_000  # cases training cost is amortised over
+ALPHA = 0.05
 
 
 def find_difference(
@@ -55,6 +73,7 @@ def find_difference(
         if (d.a, d.b) == (a, b):
             return d
         if (d.a, d.b) == (b, a):
+            swapped = d.p_b_not_better if d.p_b_not_better is not None else 1 - d.p_a_not_better
             return Difference(
                 a=a,
                 b=b,
@@ -62,7 +81,9 @@ def find_difference(
                 value=-d.value,
                 ci_low=-d.ci_high,
                 ci_high=-d.ci_low,
-                p_a_not_better=1.0 - d.p_a_not_better,
+                p_a_not_better=swapped,
+                p_b_not_better=d.p_a_not_better,
+                p_value=d.p_value,
                 a_better=d.b_better,
                 b_better=d.a_better,
                 compared=d.compared,
@@ -72,8 +93,35 @@ def find_difference(
     return None
 
 
+def is_tied(regret: float, ci_low: float, ci_high: float, margin: float = MARGIN) -> bool:
+    """Whether a lane is tied with the winner: regret (winner minus lane) at most `margin`, and
+    its interval reaching 0 or lying within the margin.
+
+    >>> is_tied(0.007, -0.03, 0.05), is_tied(0.10, -0.001, 0.21), is_tied(0.015, 0.01, 0.019)
+    (True, False, True)
+    """
+    return regret <= margin + 1e-12 and (ci_low <= 0 or ci_high <= margin + 1e-12)
+
+
+def amortised_usd(lane: LaneResult) -> float:
+    """$ per 1,000 cases with training and build cost spread over the stated volume."""
+    cost = lane.cost
+    if "usd_per_1k_amortised" in cost:
+        return float(cost["usd_per_1k_amortised"])
+    volume = float(cost.get("volume") or VOLUME)
+    return (
+        float(cost.get("usd_per_1k_cases", 0.0))
+        + 1000 * float(cost.get("usd_training", 0.0)) / volume
+    )
+
+
+def _volume(lanes: Sequence[LaneResult]) -> int:
+    """The volume the lanes' amortised costs were computed for (the default if unrecorded)."""
+    return next((int(r.cost["volume"]) for r in lanes if r.cost.get("volume")), VOLUME)
+
+
 def _cost_key(lane: LaneResult) -> tuple[float, float]:
-    return lane.cost.get("usd_per_1k_cases", 0.0), lane.latency_ms.p50 if lane.latency_ms else 0
+    return amortised_usd(lane), lane.latency_ms.p50 if lane.latency_ms else 0
 
 
 def _ranked(lanes: Sequence[LaneResult], metric: str) -> list[LaneResult]:
@@ -94,8 +142,43 @@ def _breaks(lane: LaneResult, constraints: dict[str, Any]) -> str | None:
     return None
 
 
+def _p(d: Difference) -> float:
+    """The two-sided p-value of a difference (older reports: from the one-sided share)."""
+    if d.p_value is not None:
+        return d.p_value
+    return min(1.0, 2 * min(d.p_a_not_better, 1 - d.p_a_not_better))
+
+
+def versus(
+    best: str,
+    others: Sequence[str],
+    differences: Sequence[Difference],
+    metric: str,
+    margin: float = MARGIN,
+    alpha: float = ALPHA,
+) -> list[VersusWinner]:
+    """`best` minus each of `others` on `metric`, Holm-adjusted within this family."""
+    diffs = [(o, find_difference(differences, best, o, metric)) for o in others]
+    found = [(o, d) for o, d in diffs if d is not None]
+    adjusted = holm([_p(d) for _, d in found])
+    return [
+        VersusWinner(
+            lane=o,
+            value=d.value,
+            ci_low=d.ci_low,
+            ci_high=d.ci_high,
+            n=d.compared,
+            p_value=_p(d),
+            p_holm=p_adj,
+            clearly_worse=bool(p_adj < alpha and d.value > 0),
+            tied=is_tied(d.value, d.ci_low, d.ci_high, margin),
+        )
+        for (o, d), p_adj in zip(found, adjusted, strict=True)
+    ]
+
+
 def _per_metric(
-    lanes: Sequence[LaneResult], differences: Sequence[Difference], metric: str
+    lanes: Sequence[LaneResult], differences: Sequence[Difference], metric: str, alpha: float
 ) -> MetricWinner | None:
     ranked = _ranked(lanes, metric)
     if not ranked:
@@ -106,14 +189,67 @@ def _per_metric(
         winner.note = "the only lane measured"
         return winner
     runner = ranked[1]
-    d = find_difference(differences, best.name, runner.name, metric)
+    family = versus(best.name, [r.name for r in ranked[1:]], differences, metric, alpha=alpha)
+    against = next((v for v in family if v.lane == runner.name), None)
     winner.runner_up = runner.name
-    winner.clear = bool(d and d.ci_low > 0)
-    if d:
-        winner.note = f"{d.value:+.3f} over {runner.name} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]" + (
-            "" if winner.clear else ", inside the noise"
+    winner.clear = bool(against and against.clearly_worse and against.ci_low > 0)
+    if against:
+        winner.note = (
+            f"{against.value:+.3f} over {runner.name} [{against.ci_low:+.3f}, "
+            f"{against.ci_high:+.3f}], Holm p {against.p_holm:.3g}"
+            + ("" if winner.clear else ", inside the noise")
         )
     return winner
+
+
+def plan_check(
+    plan: str,
+    chosen: str | None,
+    winner: str | None,
+    lanes: Sequence[LaneResult],
+    differences: Sequence[Difference],
+    metric: str,
+    margin: float = MARGIN,
+) -> DecisionCheck:
+    """The router's plan, built as lane `chosen`, against the measured `winner`."""
+    check = DecisionCheck(
+        plan=plan, chosen_lane=chosen, winner=winner, outcome=None, margin=margin, metric=metric
+    )
+    scored = {r.name for r in lanes if r.status == "ok" and metric in r.metrics}
+    if winner is None:
+        check.note = "no lane was scored"
+        return check
+    if chosen is None or chosen not in scored:
+        check.note = (
+            f"the plan's lane `{chosen}` was not scored in this run, so the plan cannot be checked"
+        )
+        return check
+    if chosen == winner:
+        check.outcome = "matched"
+        check.regret = Interval(value=0.0, ci_low=0.0, ci_high=0.0)
+        check.n = next(r.metrics[metric].n for r in lanes if r.name == winner)
+        check.note = f"the plan's lane `{chosen}` is the measured winner"
+        return check
+    d = find_difference(differences, winner, chosen, metric)
+    if d is None:
+        check.note = f"no paired difference of `{winner}` and `{chosen}` on {metric}"
+        return check
+    check.regret = Interval(value=d.value, ci_low=d.ci_low, ci_high=d.ci_high)
+    check.n = d.compared
+    shown = f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+    if is_tied(d.value, d.ci_low, d.ci_high, margin):
+        check.outcome = "tied"
+        check.note = (
+            f"the plan's lane `{chosen}` trails the winner `{winner}` by {shown} on {metric}, "
+            f"within the {margin:g} margin"
+        )
+    else:
+        check.outcome = "wrong"
+        check.note = (
+            f"the plan's lane `{chosen}` trails the winner `{winner}` by {shown} on {metric}, "
+            f"beyond the {margin:g} margin"
+        )
+    return check
 
 
 def _router(
@@ -184,21 +320,25 @@ def _gate(
 
 
 def _below_baselines(
-    lanes: Sequence[LaneResult], diffs: Sequence[Difference], metric: str
+    lanes: Sequence[LaneResult], diffs: Sequence[Difference], metric: str, alpha: float
 ) -> tuple[list[str], dict[str, str]]:
     scored = [r for r in lanes if r.status == "ok" and metric in r.metrics]
     baselines = [r.name for r in scored if r.generator == "none"]
+    pairs = [
+        (lane.name, base, d)
+        for lane in scored
+        if lane.name not in baselines
+        for base in baselines
+        if (d := find_difference(diffs, lane.name, base, metric)) is not None
+    ]
+    adjusted = holm([_p(d) for _, _, d in pairs])  # one family: every (LLM lane, baseline)
     below: dict[str, str] = {}
-    for lane in scored:
-        if lane.name in baselines:
-            continue
-        losses = []
-        for base in baselines:
-            d = find_difference(diffs, lane.name, base, metric)
-            if d is not None and d.ci_high < 0:
-                losses.append(f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}] vs {base}")
-        if losses:
-            below[lane.name] = "; ".join(losses)
+    for (lane, base, d), p_adj in zip(pairs, adjusted, strict=True):
+        if d.ci_high < 0 and p_adj < alpha:
+            shown = f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}] vs {base}"
+            below[lane] = "; ".join(
+                [*filter(None, [below.get(lane)]), f"{shown}, Holm p {p_adj:.3g}"]
+            )
     return baselines, below
 
 
@@ -209,12 +349,21 @@ def decide_verdict(
     router_top: str,
     constraints: dict[str, Any] | None = None,
     max_forgetting: float = 0.10,
+    *,
+    plan: str | None = None,
+    plan_lane: str | None = None,
+    margin: float = MARGIN,
+    alpha: float = ALPHA,
 ) -> Verdict:
-    """Winners per metric and overall, the router check and the release gate.
+    """Winners per metric and overall, the decision check and the release gate.
 
-    >>> v = decide_verdict(report.lanes, report.comparisons, "accuracy", "sft")  # doctest: +SKIP
-    >>> v.overall, v.router.correct                                              # doctest: +SKIP
-    ('prompt/5-shot', False)
+    `plan` and `plan_lane` are the router's plan and the lane it builds (`Decision.plan`,
+    `Decision.lane`); `router_top` its top lane family.
+
+    >>> v = decide_verdict(report.lanes, report.comparisons, "accuracy", "finetune",
+    ...                    plan="sft", plan_lane="finetune/sft")           # doctest: +SKIP
+    >>> v.overall, v.decision_check.outcome                               # doctest: +SKIP
+    ('prompt/5-shot', 'wrong')
     """
     constraints = constraints or {}
     scored = _ranked(lanes, primary_metric)
@@ -232,19 +381,24 @@ def decide_verdict(
         )
     else:
         note = "no lane was scored"
-    tied, cheapest = [], overall
+    tied: list[str] = []
+    cheapest = overall
+    against: list[VersusWinner] = []
     if overall:
-        for r in eligible[1:]:
-            d = find_difference(differences, overall, r.name, primary_metric)
-            if d is not None and d.ci_low <= 0:
-                tied.append(r.name)
+        others = [r.name for r in scored if r.name != overall]
+        against = versus(overall, others, differences, primary_metric, margin, alpha)
+        tied_names = {v.lane for v in against if v.tied}
+        tied = [r.name for r in eligible[1:] if r.name in tied_names]
         pool = [r for r in eligible if r.name in {overall, *tied}]
         cheapest = min(pool, key=_cost_key).name
     metric_names = sorted(
         {m for r in lanes for m in r.metrics}, key=lambda m: (m != primary_metric, m)
     )
-    per_metric = [w for m in metric_names if (w := _per_metric(lanes, differences, m))]
-    baselines, below = _below_baselines(lanes, differences, primary_metric)
+    per_metric = [w for m in metric_names if (w := _per_metric(lanes, differences, m, alpha))]
+    baselines, below = _below_baselines(lanes, differences, primary_metric, alpha)
+    check = plan_check(
+        plan or router_top, plan_lane, overall, lanes, differences, primary_metric, margin
+    )
     return Verdict(
         primary_metric=primary_metric,
         overall=overall,
@@ -264,4 +418,9 @@ def decide_verdict(
         max_forgetting=max_forgetting,
         baselines=baselines,
         below_baseline=below,
+        margin=margin,
+        volume=_volume(scored),
+        alpha=alpha,
+        versus_winner=against,
+        decision_check=check,
     )

@@ -117,7 +117,9 @@ class ChromaIndex:
         self.ctx = ctx or RunContext()
         self.max_batch_size = max_batch_size
         self._embedder = embedder
-        self._bm25: Any = None  # built on first keyword search; dropped on every write
+        # built on first use, dropped on every write: the BM25 index and the exact dense one
+        self._bm25: Any = None
+        self._exact: Any = None
 
     @classmethod
     def open(
@@ -214,6 +216,13 @@ class ChromaIndex:
     def count(self) -> int:
         return int(self.collection.count())
 
+    @property
+    def dense_method(self) -> str:
+        """`exact` (brute force, deterministic) or `hnsw` (Chroma's approximate graph)."""
+        from compoundai_retrievers.search import EXACT_LIMIT
+
+        return "exact" if self.count() <= EXACT_LIMIT else "hnsw"
+
     def info(self, *, with_sources: bool = True) -> IndexInfo:
         """Counts and settings; `with_sources` reads every record's source (one pass)."""
         sources = None
@@ -266,10 +275,15 @@ class ChromaIndex:
                 return
             metas = got.get("metadatas") or [{}] * len(ids)
             docs = got.get("documents") or [None] * len(ids)
-            for rid, meta, doc in zip(ids, metas, docs, strict=True):
+            vectors = got.get("embeddings")
+            if vectors is None:
+                vectors = [None] * len(ids)
+            for rid, meta, doc, vec in zip(ids, metas, docs, vectors, strict=True):
                 row = dict(meta or {})
                 if doc is not None:
                     row["document"] = doc
+                if vec is not None:
+                    row["embedding"] = vec
                 yield rid, row
             offset += len(ids)
 
@@ -281,7 +295,7 @@ class ChromaIndex:
         metadatas: Sequence[dict[str, Any]],
     ) -> None:
         """Upsert records in batches the client accepts (ids are content hashes: no dupes)."""
-        self._bm25 = None
+        self._bm25 = self._exact = None
         step = self.max_batch_size
         for start in range(0, len(ids), step):
             end = start + step
@@ -294,13 +308,13 @@ class ChromaIndex:
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
         """Move offsets of chunks whose text did not change, without re-embedding them."""
-        self._bm25 = None
+        self._bm25 = self._exact = None
         for start in range(0, len(ids), self.max_batch_size):
             end = start + self.max_batch_size
             self.collection.update(ids=list(ids[start:end]), metadatas=list(metadatas[start:end]))
 
     def delete(self, ids: Sequence[str]) -> None:
-        self._bm25 = None
+        self._bm25 = self._exact = None
         for start in range(0, len(ids), self.max_batch_size):
             self.collection.delete(ids=list(ids[start : start + self.max_batch_size]))
 

@@ -1,7 +1,12 @@
 """Retrieval over a `ChromaIndex`: dense, BM25, and reciprocal-rank fusion of the two.
 
-- **dense**: the query embedded by the index's own embedder, nearest chunks from Chroma's HNSW
-  index; the score is the cosine similarity.
+- **dense**: the query embedded by the index's own embedder; the score is the cosine
+  similarity. Collections of up to `EXACT_LIMIT` chunks are searched exactly (every vector,
+  in float64, scores rounded to 6 places, ties broken by id), so two processes asking the same
+  question of the same persisted index get the same hits in the same order; Chroma's HNSW graph
+  is approximate and was seen to rank near-ties differently after a reopen. Larger collections
+  use Chroma's HNSW (`ChromaIndex.dense_method` says which, and the rag lane puts it in its
+  fingerprint).
 - **bm25**: `bm25s` over the chunk texts (English stop words, Snowball stemming when PyStemmer
   is installed). Chroma has no keyword index of its own here, so it is built in memory on the
   first keyword query from the collection's documents (about a second per 20k chunks) and kept
@@ -31,6 +36,7 @@ from compoundai_retrievers.index import ChromaIndex
 Mode = Literal["dense", "bm25", "hybrid"]
 Where = dict[str, Any]
 RRF_K = 60
+EXACT_LIMIT = 50_000  # chunks up to which dense search is exact (about 77 MB of vectors)
 
 
 class Hit(BaseModel):
@@ -90,6 +96,8 @@ def dense_search(
     if count == 0:
         return [[] for _ in queries]
     vectors = index.embedder.embed(list(queries))
+    if count <= EXACT_LIMIT:
+        return _exact_search(index, vectors, k, where)
     got = _chroma_call(
         index.collection.query,
         query_embeddings=vectors,
@@ -110,6 +118,66 @@ def dense_search(
     return out
 
 
+def _exact_search(
+    index: ChromaIndex, queries: np.ndarray, k: int, where: Where | None
+) -> list[list[Hit]]:
+    """Brute-force cosine over every stored vector; deterministic order (see the module doc)."""
+    exact = getattr(index, "_exact", None)
+    if exact is None:
+        exact = ExactIndex.build(index)
+        index._exact = exact
+    return exact.search(queries, k, _where_mask(index, exact.ids, where))
+
+
+class ExactIndex:
+    """Every vector of a collection in memory, rows sorted by id, unit-normalised, float64."""
+
+    def __init__(
+        self, ids: list[str], vectors: np.ndarray, texts: list[str], metas: list[dict[str, Any]]
+    ) -> None:
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        self.ids = [ids[i] for i in order]
+        self.texts = [texts[i] for i in order]
+        self.metas = [metas[i] for i in order]
+        matrix = np.asarray(vectors, dtype=np.float64).reshape(len(ids), -1)[order]
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        self.matrix = matrix / np.where(norms == 0, 1.0, norms)
+
+    @classmethod
+    def build(cls, index: ChromaIndex) -> ExactIndex:
+        ids, vectors, texts, metas = [], [], [], []
+        for rid, row in index.iter_records(["documents", "metadatas", "embeddings"]):
+            ids.append(rid)
+            vectors.append(np.asarray(row.pop("embedding"), dtype=np.float64))
+            texts.append(str(row.pop("document", "")))
+            metas.append(row)
+        dim = index.dim
+        matrix = np.stack(vectors) if vectors else np.zeros((0, dim), dtype=np.float64)
+        return cls(ids, matrix, texts, metas)
+
+    def search(
+        self, queries: np.ndarray, k: int, mask: np.ndarray | None = None
+    ) -> list[list[Hit]]:
+        q = np.asarray(queries, dtype=np.float64)
+        q = q / np.where((n := np.linalg.norm(q, axis=1, keepdims=True)) == 0, 1.0, n)
+        out: list[list[Hit]] = []
+        for start in range(0, len(q), 256):
+            scores = np.round(q[start : start + 256] @ self.matrix.T, 6)
+            if mask is not None:
+                scores = np.where(mask[None, :], scores, -np.inf)
+            # stable sort over rows already in id order: equal scores rank by id
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            for row, picks in zip(scores, order, strict=True):
+                out.append(
+                    [
+                        _hit(self.ids[i], float(row[i]), self.texts[i], self.metas[i])
+                        for i in picks
+                        if np.isfinite(row[i])
+                    ]
+                )
+        return out
+
+
 def keyword_search(
     index: ChromaIndex, queries: Sequence[str], *, k: int = 5, where: Where | None = None
 ) -> list[list[Hit]]:
@@ -118,11 +186,16 @@ def keyword_search(
     if bm25 is None:
         bm25 = KeywordIndex.build(index)
         index._bm25 = bm25
-    mask = None
-    if where:
-        allowed = set(_chroma_call(index.collection.get, where=where, include=[])["ids"])
-        mask = np.array([rid in allowed for rid in bm25.ids], dtype=np.float32)
-    return bm25.search(queries, k, mask)
+    mask = _where_mask(index, bm25.ids, where)
+    return bm25.search(queries, k, None if mask is None else mask.astype(np.float32))
+
+
+def _where_mask(index: ChromaIndex, ids: Sequence[str], where: Where | None) -> np.ndarray | None:
+    """Which of `ids` pass a Chroma `where` filter (None: no filter)."""
+    if not where:
+        return None
+    allowed = set(_chroma_call(index.collection.get, where=where, include=[])["ids"])
+    return np.array([rid in allowed for rid in ids], dtype=bool)
 
 
 def fuse(rankings: Sequence[Sequence[Hit]], k: int) -> list[Hit]:

@@ -117,7 +117,13 @@ def build_report(out_cache: Path | None = None, n: int = 120) -> Report:
     )
     constraints = {"max_latency_ms": 190.0, "local_only": True}
     verdict = decide_verdict(
-        comparison.lanes, comparison.differences, "accuracy", "finetune", constraints
+        comparison.lanes,
+        comparison.differences,
+        "accuracy",
+        "finetune",
+        constraints,
+        plan="sft",
+        plan_lane="finetune",
     )
     for lane in comparison.lanes:
         lane.info.pop("predictions", None)
@@ -135,6 +141,7 @@ def build_report(out_cache: Path | None = None, n: int = 120) -> Report:
         winner=verdict.overall,
         router_correct=verdict.router.correct,
         router_note=verdict.router.note,
+        decision_check=verdict.decision_check,
         comparisons=comparison.differences,
         verdict=verdict,
         metric_descriptions=comparison.descriptions,

@@ -18,7 +18,14 @@ from compoundai.errors import UserInputError
 from compoundai_evaluators.metrics.abstention import AbstentionAccuracy, abstained
 from compoundai_evaluators.metrics.base import MeanMetric, Metric, Row, rows_from, value_of
 from compoundai_evaluators.metrics.grounded import GROUNDEDNESS
-from compoundai_evaluators.metrics.labels import ACCURACY, MACRO_F1, accuracy, macro_f1
+from compoundai_evaluators.metrics.labels import (
+    ACCURACY,
+    MACRO_F1,
+    MacroF1,
+    accuracy,
+    label_key,
+    macro_f1,
+)
 from compoundai_evaluators.metrics.retrieval import MRR, recall_at
 from compoundai_evaluators.metrics.squad import (
     EXACT_MATCH,
@@ -52,16 +59,28 @@ PROBES = ("preference_accuracy",)
 
 
 def resolve_metrics(
-    names: Sequence[str], json_schema: dict[str, Any] | None = None
+    names: Sequence[str],
+    json_schema: dict[str, Any] | None = None,
+    *,
+    labels: Sequence[str] = (),
+    output_type: str | None = None,
 ) -> list[Metric]:
     """Metric objects for names; unknown names are a user error listing the known ones.
+
+    `labels` (the task's label list) fixes macro-F1's label set; `output_type` other than
+    `free_text` makes abstention read explicit row markers only (a label task's empty
+    reference is not a question without an answer).
 
     >>> [m.name for m in resolve_metrics(["accuracy", "recall_at_10"])]
     ['accuracy', 'recall_at_10']
     """
     out: list[Metric] = []
     for name in names:
-        if name in METRICS:
+        if name == "macro_f1" and labels:
+            out.append(MacroF1(tuple(labels)))
+        elif name == "abstention_accuracy" and output_type not in (None, "free_text"):
+            out.append(AbstentionAccuracy(explicit_only=True))
+        elif name in METRICS:
             out.append(METRICS[name])
         elif match := re.fullmatch(r"recall_at_(\d+)", name):
             out.append(recall_at(int(match.group(1))))
@@ -91,6 +110,7 @@ __all__ = [
     "accuracy",
     "exact_match",
     "json_valid",
+    "label_key",
     "macro_f1",
     "normalize_answer",
     "resolve_metrics",

@@ -3,9 +3,10 @@
 A lane that retrieves puts the ranked ids it used into `Answer.extra["retrieved_ids"]`; a case
 names its gold passages in one of `GOLD_KEYS` of its JSONL row (a list, or one id). A
 retrieved chunk id counts for a gold document id when it is that id or a chunk of it
-(`doc#3`, `doc::3`, `doc:3`), since indexes split documents into chunks. Cases without gold ids,
-and lanes that do not retrieve, get no score (NaN), so the metric is reported only where it
-means something.
+(`doc#3`, `doc::3`), since indexes split documents into chunks. A single `:` is not a chunk
+separator: it is common inside ids (`doc:other-file` is another document, not a chunk of
+`doc`). Cases without gold ids, and lanes that do not retrieve, get no score (NaN), so the
+metric is reported only where it means something.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ def gold_ids(row: Row) -> list[str]:
 def is_match(retrieved: str, gold: str) -> bool:
     """Whether a retrieved id is the gold id or a chunk of it.
 
-    >>> is_match("faq.md#2", "faq.md"), is_match("faq.md2", "faq.md")
-    (True, False)
+    >>> is_match("faq.md#2", "faq.md"), is_match("faq.md2", "faq.md"), is_match("d:e", "d")
+    (True, False, False)
     """
-    return retrieved == gold or any(retrieved.startswith(gold + sep) for sep in ("#", "::", ":"))
+    return retrieved == gold or any(retrieved.startswith(gold + sep) for sep in ("#", "::"))
 
 
 def _ranked(row: Row) -> list[str] | None:

@@ -4,6 +4,11 @@ Normalisation: lower-case, drop every `string.punctuation` character, drop the a
 a/an/the as whole words, collapse whitespace. With several references the best one counts;
 references that normalise to nothing are dropped, and a case left with none is unanswerable,
 where only an empty prediction scores 1 (the v2 rule).
+
+What is scored is `scored_prediction(row)`: the prediction, or the empty string when the answer
+abstains by the output contract's one rule (`compoundai.contract.is_refusal`: flagged by the
+lane, empty, or a refusal such as "I'm not sure"). So a refusal scores the same through every
+lane, whether or not the lane itself turned it into an empty answer.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from compoundai.contract import is_refusal
 from compoundai_evaluators.metrics.base import MeanMetric, Row, as_text, rows_from, value_of
 
 _PUNCT = frozenset(string.punctuation)
@@ -53,13 +59,25 @@ def f1_score(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+def scored_prediction(row: Row) -> str:
+    """The prediction as text, or `""` when the answer abstains (see the module docstring).
+
+    >>> [scored_prediction(Row("1", "q", "", text)) for text in ("I'm not sure.", "A")]
+    ['', 'A']
+    """
+    if row.extra.get("abstained") is True:
+        return ""
+    text = as_text(row.prediction)
+    return "" if is_refusal(text) else text
+
+
 def _exact(row: Row) -> float:
-    pred = normalize_answer(as_text(row.prediction))
+    pred = normalize_answer(scored_prediction(row))
     return max(float(pred == normalize_answer(g)) for g in gold_answers(row.reference))
 
 
 def _f1(row: Row) -> float:
-    pred = as_text(row.prediction)
+    pred = scored_prediction(row)
     return max(f1_score(pred, g) for g in gold_answers(row.reference))
 
 

@@ -3,13 +3,19 @@
 Validity and adherence are separate because they fail differently: a small model often emits
 well-formed JSON with the wrong keys. Field micro-F1 gives partial credit: both outputs are
 flattened into `(path, value)` pairs (list items become `path[]` entries, compared as a
-multiset, so slot order does not matter; strings compare case- and space-insensitively), and
-true positives, false positives and false negatives are summed over all cases.
+multiset, so slot order does not matter; strings compare case- and space-insensitively; numbers
+by value, so `1` and `1.0` are the same), and true positives, false positives and false
+negatives are summed over all cases.
+
+Strict JSON: `NaN`, `Infinity` and `-Infinity` (which Python's `json` accepts) are not JSON, so
+an output holding them is not valid. Schema adherence validates whatever JSON value the output
+is (an array schema is met by an array), not only objects.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,15 +25,36 @@ import numpy as np
 
 from compoundai_evaluators.metrics.base import MeanMetric, Row, rows_from, safe_ratio, value_of
 
+INVALID = object()  # what `parsed` returns for text that is not strict JSON
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return True
+
 
 def parsed(value: Any) -> Any:
-    """A JSON value from a prediction: strings are parsed, anything else is taken as is."""
+    """A JSON value from a prediction: strings are parsed strictly, anything else taken as is;
+    `INVALID` when it is not JSON (a parse error, or NaN/Infinity anywhere in it).
+
+    >>> parsed('{"a": 1}'), parsed('{"a": NaN}') is INVALID, parsed({"a": float("nan")}) is INVALID
+    ({'a': 1}, True, True)
+    """
     if isinstance(value, str):
         try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    return value
+            return json.loads(value, parse_constant=_reject_constant)
+        except (json.JSONDecodeError, ValueError):
+            return INVALID
+    return value if _finite(value) else INVALID
 
 
 def _is_object(row: Row) -> float:
@@ -62,7 +89,9 @@ class SchemaAdherence:
         out = []
         for r in rows:
             value = parsed(r.prediction)
-            out.append(float(isinstance(value, dict) and validator.is_valid(value)))
+            # None is a missing output here (the parser found no JSON), not JSON null
+            ok = value is not INVALID and value is not None and validator.is_valid(value)
+            out.append(float(ok))
         return np.array(out, dtype=float)
 
     def stats(self, rows: Sequence[Row]) -> np.ndarray:
@@ -76,6 +105,8 @@ class SchemaAdherence:
 def _canonical(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(" ".join(value.lower().split()))
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1.0 and 1 are the same number (bools stay bools)
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
@@ -105,7 +136,8 @@ class SlotF1:
     description: str = "micro-F1 over (field, value) pairs of JSON outputs"
 
     def _counts(self, row: Row) -> tuple[int, int, int]:
-        gold = flatten_fields(parsed(row.reference))
+        reference = parsed(row.reference)
+        gold = flatten_fields(None if reference is INVALID else reference)
         value = parsed(row.prediction)
         pred = flatten_fields(value) if isinstance(value, dict | list) else Counter()
         tp = sum((gold & pred).values())
