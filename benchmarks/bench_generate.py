@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from compoundai.context import RunContext
+from compoundai.data import sample_cases
 from compoundai.generators.base import GenerationConfig
 from compoundai.generators.local import LocalGenerator
 from compoundai.lanes.prompt import PromptLane
 from compoundai.task import load_task
-from compoundai_evaluators.compare import sample_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -28,9 +28,10 @@ import numpy as np
 import openai
 
 from compoundai.context import RunContext
+from compoundai.contract import OutputContract
 from compoundai.generators.local import LocalGenerator
 from compoundai.serve import ServeSettings, create_app, serve_in_thread
-from compoundai.system import CompoundSystem, OutputContract
+from compoundai.system import CompoundSystem
 
 ROOT = Path(__file__).resolve().parent.parent
 

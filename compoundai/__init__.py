@@ -9,12 +9,18 @@ lanes and generators that need them.
     'sft'
 """
 
+from typing import TYPE_CHECKING, Any
+
 from compoundai.context import RunContext
+from compoundai.contract import Answer
 from compoundai.errors import CompoundAIError, Problem, RunTimeFailure, UserInputError
 from compoundai.profile import TaskProfile, profile
 from compoundai.router import Decision, Router
-from compoundai.system import Answer, CompoundSystem
+from compoundai.system import CompoundSystem
 from compoundai.task import Task, TaskSpec, load_task
+
+if TYPE_CHECKING:
+    from compoundai.system_dir import load_system, save_system
 
 __version__ = "0.1.0"
 
@@ -31,6 +37,17 @@ __all__ = [
     "TaskProfile",
     "TaskSpec",
     "UserInputError",
+    "load_system",
     "load_task",
     "profile",
+    "save_system",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # lazily: the system-directory module knows every lane's system class
+    if name in ("load_system", "save_system"):
+        from compoundai import system_dir
+
+        return getattr(system_dir, name)
+    raise AttributeError(name)

@@ -42,7 +42,7 @@ class BuildResult:
             "plan": self.decision.plan,
             "output": self.system.contract.type,
             "generator": getattr(self.system.generator, "name", ""),
-            "adapter": bool(self.system.info.get("adapter")),
+            "adapter": bool(self.system.info.adapter),
             "build_seconds": round(self.seconds, 2),
         }
 
@@ -90,6 +90,7 @@ def build_system(
     """Decide (unless `lane` is given), build that lane, save the system to `out_dir`."""
     from compoundai.profile import profile
     from compoundai.router import Router
+    from compoundai.system_dir import save_system
 
     ctx = ctx or RunContext()
     if not isinstance(task, Task):
@@ -109,6 +110,6 @@ def build_system(
             f"(ranked: {', '.join(r.lane for r in decision.ranked)})",
         ) from None
     seconds = time.perf_counter() - started
-    system.info["build_seconds"] = round(seconds, 2)
-    path = system.save(out_dir, task=task, decision=decision)
+    system.info.build_seconds = round(seconds, 2)
+    path = save_system(system, out_dir, task=task, decision=decision)
     return BuildResult(path, system, decision, chosen.name, lane is None, seconds)

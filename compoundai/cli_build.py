@@ -1,6 +1,6 @@
 """`compoundai build TASK.yaml -o SYSTEM_DIR [--lane NAME]`: decide, build one lane, save it.
 
-The saved directory is what `CompoundSystem.load(SYSTEM_DIR)` reads.
+The saved directory is what `compoundai.load_system(SYSTEM_DIR)` reads.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def build(
     """Build the system the router chooses for TASK_FILE (or --lane) and save it to SYSTEM_DIR.
 
     Prints a one-line summary and where the system went; load it in Python with
-    `CompoundSystem.load(SYSTEM_DIR)`. A lane this version cannot build is a user error
+    `compoundai.load_system(SYSTEM_DIR)`. A lane this version cannot build is a user error
     (exit 2) that names the lanes to try instead.
     """
     from compoundai.build import build_system

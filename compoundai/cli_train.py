@@ -43,21 +43,22 @@ def _stage_command(stage: str, doc: str) -> click.Command:
         out = run(config, _ctx(obj), resume=resume)
         if int(os.environ.get("RANK", "0")) != 0:
             return
-        manifest = json.loads((out / "manifest.json").read_text())
-        m = manifest["metrics"]
+        from compoundai_adapters.artifacts import read_manifest
+
+        m = read_manifest(out).metrics
         click.echo(f"adapter: {out}")
         click.echo(
-            f"steps {m['steps']}, tokens {m['tokens']}, {m['train_seconds']} s, "
-            f"{m['tokens_per_s']} tokens/s, MFU {m['mfu']:.1%}, "
-            f"loss {m['first_loss']} -> {m['final_loss']:.4f}"
+            f"steps {m.steps}, tokens {m.tokens}, {m.train_seconds} s, "
+            f"{m.tokens_per_s} tokens/s, MFU {m.mfu:.1%}, "
+            f"loss {m.first_loss} -> {m.final_loss or float('nan'):.4f}"
         )
-        if "forgetting" in m:
-            f = m["forgetting"]
+        if m.forgetting is not None:
+            f = m.forgetting
             click.echo(
-                f"forgetting check: general-text perplexity {f['perplexity_before']} -> "
-                f"{f['perplexity_after']} (x{f['ratio']})"
+                f"forgetting check: general-text perplexity {f.perplexity_before} -> "
+                f"{f.perplexity_after} (x{f.ratio})"
             )
-        click.echo(json.dumps({"adapter": str(out), **m}, default=str))
+        click.echo(json.dumps({"adapter": str(out), **m.model_dump(mode="json")}, default=str))
 
     return command
 

@@ -2,16 +2,22 @@
 
 No module-level clients or settings: every function that needs the cache directory, the seed,
 the device or a client takes a `RunContext`. Tests build their own with a temporary cache and
-fake clients; the CLI builds one from flags and environment variables.
+fake clients; the CLI builds one from flags and environment variables. Two dictionaries, kept
+apart on purpose: `clients` is what the caller injected (read-only to the lanes), `loaded` the
+run's own cache of models it loaded, keyed by model name, so asking for another model never
+returns the one loaded first.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def default_cache_dir() -> Path:
@@ -35,9 +41,24 @@ class RunContext:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
-    # Injected objects keyed by role ("generator", "embedder", ...): tests put fakes here,
-    # applications put pre-built clients here to share them across lanes.
+    # Injected by the caller, keyed by role ("generator", "embedder", "openai"): tests put
+    # fakes here, applications pre-built clients. An injected client replaces whatever model
+    # the task names for that role. Lanes read this; they never write into it.
     clients: dict[str, Any] = field(default_factory=dict)
+    # Models loaded during this run, keyed by what they are (`("embedder", name)`), so lanes
+    # that need the same model share one copy (`shared`).
+    loaded: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
+
+    def shared(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
+        """The model `key` names, loaded once per run by `load` and shared after that.
+
+        >>> ctx = RunContext()
+        >>> ctx.shared(("embedder", "x"), list) is ctx.shared(("embedder", "x"), list)
+        True
+        """
+        if key not in self.loaded:
+            self.loaded[key] = load()
+        return self.loaded[key]
 
     @property
     def models_dir(self) -> Path:

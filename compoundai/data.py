@@ -1,13 +1,21 @@
-"""Reading the user's data files: JSONL rows with a field mapping, checked row by row.
+"""The user's data: JSONL rows read through a field mapping, checked row by row, and sampled.
 
 Every problem is collected (bad JSON, missing field, unknown label, non-UTF-8 bytes, an empty
 file) with its file and line, so a user fixes them all in one pass instead of one per run.
+`sample_cases` is the one way cases are drawn (the held-out sample a report scores, the
+training prompts the compound lane builds, the dev sample a decision measures on), so every
+part of a run draws the same cases from the same seed. `write_jsonl` / `read_jsonl` are the
+plain writer and reader of the JSONL files the project writes itself (system directories,
+adapter training rows).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import random
+import re
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,3 +160,62 @@ def read_preferences(
             )
             pairs.append(PreferencePair(pair_id, source=f"{path}:{lineno}", **values))
     return pairs
+
+
+def sample_cases(
+    cases: Sequence[Example], limit: int | None, seed: int = 0, stratify: bool = True
+) -> list[Example]:
+    """`limit` cases drawn with `seed`; proportional per label when `stratify`.
+
+    >>> rows = [Example(str(i), f"t{i}", "ab"[i >= 50]) for i in range(100)]
+    >>> sorted({e.output for e in sample_cases(rows, 10)})
+    ['a', 'b']
+    """
+    cases = list(cases)
+    if limit is None or limit >= len(cases):
+        return cases
+    rng = random.Random(seed)
+    if not stratify:
+        return sorted(rng.sample(cases, limit), key=cases.index)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, case in enumerate(cases):
+        groups[str(case.output)].append(i)
+    for members in groups.values():
+        rng.shuffle(members)
+    # Largest-remainder allocation: every label gets its share, rounding fairly.
+    quotas = {k: limit * len(v) / len(cases) for k, v in groups.items()}
+    take = {k: int(q) for k, q in quotas.items()}
+    spare = limit - sum(take.values())
+    for k in sorted(quotas, key=lambda k: (take[k] - quotas[k], rng.random()))[:spare]:
+        take[k] += 1
+    chosen = sorted(i for k, members in groups.items() for i in members[: take[k]])
+    return [cases[i] for i in chosen]
+
+
+def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Write rows as JSONL through a temporary file, so a killed write leaves no torn file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    tmp.replace(path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL file this project wrote (blank lines skipped)."""
+    from compoundai.errors import UserInputError
+
+    try:
+        lines = path.read_text(encoding="utf-8").split("\n")
+    except OSError as exc:
+        raise UserInputError(f"cannot read {path}: {exc.strerror}") from None
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def slug(text: str) -> str:
+    """A short, safe folder-name form of a task name.
+
+    >>> slug("Banking 77: intents!")
+    'banking-77-intents'
+    """
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "task"

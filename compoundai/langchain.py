@@ -8,12 +8,15 @@ server returns it).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from compoundai.contract import answer_content, text_chunks
 from compoundai.errors import UserInputError
-from compoundai.system import CompoundSystem, answer_content, text_chunks
+
+if TYPE_CHECKING:
+    from compoundai.system import CompoundSystem
 
 
 def input_text(value: Any) -> str:

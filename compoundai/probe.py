@@ -25,7 +25,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from compoundai.context import RunContext
-from compoundai.errors import CompoundAIError, UserInputError
+from compoundai.data import sample_cases
+from compoundai.errors import UserInputError
 from compoundai.router import Decision, RankedLane, Reason
 from compoundai.task import Task
 
@@ -84,9 +85,9 @@ def probe(
     >>> decision = probe(task, Router().decide(profile(task)), cases=60)    # doctest: +SKIP
     >>> decision.probe["overturned"], decision.probe["note"]                # doctest: +SKIP
     """
-    from compoundai.lanes import lanes_for
-    from compoundai_evaluators import compare, sample_cases
-    from compoundai_evaluators.verdict import find_difference
+    from compoundai.lanes import build_lanes, lanes_for
+    from compoundai_evaluators import compare
+    from compoundai_evaluators.report import find_difference
 
     ctx = ctx or RunContext()
     dev = task.split("dev")
@@ -98,19 +99,11 @@ def probe(
     spec = task.spec
     sample = sample_cases(dev, cases, spec.evaluation.seed, spec.output.type == "labels")
     metric = probe_metric(list(task.metrics))
-    systems, lanes = [], []
-    for lane in lanes_for(list(CHEAP), task):
-        try:
-            systems.append(lane.build(task, ctx))
-        except CompoundAIError as exc:
-            lanes.append(
-                ProbeLane(
-                    lane=lane.name,
-                    family=lane.family,
-                    status="not_built",
-                    message=str(exc).split("\n")[0],
-                )
-            )
+    systems, failures = build_lanes(lanes_for(list(CHEAP), task), task, ctx)
+    lanes = [
+        ProbeLane(lane=f.name, family=f.family, status="not_built", message=f.message)
+        for f in failures
+    ]
     comparison = compare(
         systems,
         sample,

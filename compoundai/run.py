@@ -1,37 +1,23 @@
 """The main job: decide, build every requested lane, compare them on the same cases, report.
 
-`run_task` is what `compoundai run` and `compoundai compare` call. The task file is loaded and
-validated before anything is written, so a bad task leaves no partial output; the report files
-are written together at the end. Measuring and judging live in `compoundai_evaluators`
-(`compare`, `decide_verdict`, `write_reports`); this module only wires the task to them.
+`run_task` is what `compoundai run` and `compoundai compare` call. It is wiring: the task file
+is loaded and validated before anything is written (a bad task leaves no partial output), the
+lanes are built by `build_lanes`, measured by `compoundai_evaluators.compare`, judged and put
+together by `build_report`, and the report files are written together at the end.
 """
 
 from __future__ import annotations
 
-import platform
-import sys
-import time
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from compoundai.context import RunContext
-from compoundai.errors import CompoundAIError, UserInputError
-from compoundai.lanes import lanes_for
+from compoundai.data import sample_cases
+from compoundai.errors import UserInputError
+from compoundai.lanes import build_lanes, lanes_for
 from compoundai.profile import profile
 from compoundai.router import LANES, Router
 from compoundai.task import Task, load_task
-
-
-def versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for dist in ("compoundai", "torch", "transformers", "sentence-transformers", "openai"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
 
 
 def run_task(
@@ -61,12 +47,10 @@ def run_task(
     from compoundai_evaluators import (
         OutputCache,
         PriceTable,
-        Report,
+        build_report,
         compare,
-        decide_verdict,
         load_prices,
         local_perplexity_hook,
-        sample_cases,
         write_reports,
     )
     from compoundai_evaluators.report import LaneResult
@@ -94,30 +78,7 @@ def run_task(
 
     task_profile = profile(task, ctx)
     decision = Router().decide(task_profile)
-
-    systems, results_skipped = [], []
-    for lane in lane_objs:
-        started = time.perf_counter()
-        if ctx.progress:  # the lanes that train take minutes: say which one is at work
-            from tqdm.auto import tqdm
-
-            tqdm.write(f"building {lane.name}", file=sys.stderr)
-        try:
-            system = lane.build(task, ctx)
-        except CompoundAIError as exc:
-            status = "not_built" if type(exc).__name__ == "LaneNotBuiltError" else "failed"
-            results_skipped.append(
-                LaneResult(
-                    name=lane.name,
-                    family=lane.family,
-                    status=status,
-                    message=str(exc).split("\n")[0],
-                )
-            )
-            continue
-        system.info["build_seconds"] = round(time.perf_counter() - started, 2)
-        systems.append(system)
-
+    systems, failures = build_lanes(lane_objs, task, ctx)
     comparison = compare(
         systems,
         cases,
@@ -133,42 +94,21 @@ def run_task(
         perplexity=local_perplexity_hook(general_text) if general_text else None,
         progress=ctx.progress,
     )
-    all_results = comparison.lanes + results_skipped
-
-    primary = task.metrics[0]
-    constraints = spec.constraints.model_dump()
-    verdict = decide_verdict(
-        all_results,
-        comparison.differences,
-        primary,
-        decision.top_lane,
-        constraints,
-        max_forgetting=max_forgetting,
-        plan=decision.plan,
-        plan_lane=decision.lane,
-    )
-    check = verdict.decision_check
-    outcome = check.outcome if check is not None else None
     sampling = f"{len(cases)} of {len(held_out)} cases, seed {spec.evaluation.seed}" + (
         ", stratified by label" if stratify and limit else ""
     )
-    predictions = {r.name: r.info.pop("predictions", []) for r in all_results}
-    report = Report(
-        task=spec.name,
+    report, predictions = build_report(
+        spec.name,
+        comparison,
+        primary_metric=task.metrics[0],
         decision=decision.model_dump(),
         profile=task_profile.model_dump(),
-        lanes=all_results,
-        primary_metric=primary,
-        winner=verdict.overall,
-        # right when the plan's lane won or is tied with the winner within the margin
-        router_correct=None if outcome is None else outcome != "wrong",
-        router_note=check.note if check is not None else verdict.router.note,
-        decision_check=check,
-        comparisons=comparison.differences,
-        verdict=verdict,
-        metric_descriptions=comparison.descriptions,
-        constraints=constraints,
-        prices=prices.model_dump(),
+        failures=[
+            LaneResult(name=f.name, family=f.family, status=f.status, message=f.message)
+            for f in failures
+        ],
+        constraints=spec.constraints.model_dump(),
+        prices=prices,
         cases={
             "split": split,
             "n": len(cases),
@@ -179,8 +119,7 @@ def run_task(
             "sampling": sampling,
             "preference_pairs": len(pairs),
         },
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        versions=versions(),
+        max_forgetting=max_forgetting,
     )
     write_reports(report, out_dir, predictions)
     return report

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
+from compoundai.config import Strict, line_of, read_yaml, validate
 from compoundai.data import Example, PreferencePair, read_examples, read_preferences
 from compoundai.errors import Problem, UserInputError
 
@@ -46,10 +46,6 @@ DEFAULT_METRICS = {
     "json_schema": ["json_valid", "schema_adherence"],
     "free_text": ["exact_match", "f1"],
 }
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class OutputContract(Strict):
@@ -236,35 +232,10 @@ def load_task(path: str | Path) -> Task:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"task file not found: {path}", hint="pass the path to a task.yaml")
-    problems: list[Problem] = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserInputError([Problem("not UTF-8 text", file=str(path))]) from None
-    try:
-        node = yaml.compose(text)
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        msg = getattr(exc, "problem", None) or str(exc)
-        raise UserInputError([Problem(f"invalid YAML: {msg}", file=str(path), line=line)]) from None
-    if not isinstance(raw, dict):
-        raise UserInputError([Problem("expected a mapping of task settings", file=str(path))])
-    try:
-        spec = TaskSpec.model_validate(raw)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            problems.append(
-                Problem(
-                    err["msg"],
-                    file=str(path),
-                    line=_line_of(node, loc),
-                    field=".".join(str(p) for p in loc),
-                )
-            )
-        raise UserInputError(problems) from None
+    raw, node = read_yaml(path, "task settings")
+    spec, problems = validate(TaskSpec, raw, path, node)
+    if spec is None:
+        raise UserInputError(problems)
     task = Task(spec=spec, path=path)
     base = path.parent
     _load_contract(task, base, problems)
@@ -277,7 +248,7 @@ def load_task(path: str | Path) -> Task:
                 Problem(
                     f"unknown metric {name!r}; known: {', '.join(sorted(KNOWN_METRICS))}",
                     file=str(path),
-                    line=_line_of(node, ("metrics",)),
+                    line=line_of(node, ("metrics",)),
                     field="metrics",
                 )
             )
@@ -291,23 +262,6 @@ def load_task(path: str | Path) -> Task:
     if problems:
         raise UserInputError(problems)
     return task
-
-
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node at `loc`, or of its nearest existing parent."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = [v for k, v in node.value if getattr(k, "value", None) == key]
-            if not match:
-                return line
-            node = match[0]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-        else:
-            return line
-        line = node.start_mark.line + 1
-    return line
 
 
 def _resolve(base: Path, pattern: str, problems: list[Problem], what: str) -> list[Path]:

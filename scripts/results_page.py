@@ -20,9 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compoundai_evaluators import load_report
-from compoundai_evaluators.report import DecisionCheck, Difference, LaneResult, Report
+from compoundai_evaluators.report import (
+    DecisionCheck,
+    Difference,
+    LaneResult,
+    Report,
+    find_difference,
+    p_value,
+)
 from compoundai_evaluators.stats import holm
-from compoundai_evaluators.verdict import _p, find_difference
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ def judge_claims(claims: list[Claim], reports: dict[str, Report]) -> list[list[s
     together, and a claim holds (or is reversed) only when its interval excludes zero and its
     adjusted p-value is under 0.05."""
     found = [claim_difference(c, reports) for c in claims]
-    p_values = [_p(d) if d is not None else float("nan") for d, _ in found]
+    p_values = [p_value(d) if d is not None else float("nan") for d, _ in found]
     adjusted = holm(p_values)
     rows = []
     for claim, (d, why), p_adj in zip(claims, found, adjusted, strict=True):

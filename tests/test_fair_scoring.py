@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from compoundai.contract import ABSTAIN_TEXT, free_text_output, is_refusal
+from compoundai.contract import ABSTAIN_TEXT, OutputContract, free_text_output, is_refusal
 from compoundai.lanes.prompt import PromptLane
-from compoundai.lanes.rag import RagLane, RagSystem
-from compoundai.system import CompoundSystem, OutputContract
+from compoundai.lanes.rag import PassageSystem, RagLane, RetrievingSystem
+from compoundai.system import CompoundSystem
 from compoundai.task import load_task
 from compoundai.testing import FakeGenerator
 from compoundai_evaluators import compare
@@ -92,8 +92,8 @@ def test_identical_behaviour_scores_identically_through_every_answer_path(
         contract_in_prompt=True,
         ctx=fake_ctx,
     )
-    assert isinstance(rag, RagSystem)
-    compound = RagSystem(
+    assert isinstance(rag, RetrievingSystem)
+    compound = PassageSystem(
         "compound",
         "compound",
         qa_task.spec.instructions,
@@ -101,7 +101,6 @@ def test_identical_behaviour_scores_identically_through_every_answer_path(
         same_behaviour(refusal),
         ctx=fake_ctx,
         store=rag.store,
-        mode="context",
         k=rag.k,
         contract_in_prompt=False,
     )

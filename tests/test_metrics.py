@@ -1,5 +1,4 @@
-from compoundai.data import Example
-from compoundai_evaluators.compare import sample_cases
+from compoundai.data import Example, sample_cases
 from compoundai_evaluators.metrics import (
     accuracy,
     exact_match,

@@ -13,9 +13,9 @@ from compoundai.context import RunContext
 from compoundai.contract import strip_citations
 from compoundai.errors import UserInputError
 from compoundai.lanes import lanes_for
-from compoundai.lanes.rag import ABSTAIN_TEXT, RagLane, RagSystem
+from compoundai.lanes.rag import ABSTAIN_TEXT, RagLane, RetrievingSystem
 from compoundai.run import run_task
-from compoundai.system import CompoundSystem
+from compoundai.system_dir import load_system, save_system
 from compoundai.task import load_task
 from compoundai.testing import FakeGenerator, HashEmbedder
 from tests.conftest import BANKING
@@ -230,7 +230,7 @@ def test_index_is_cached_by_data_hash(fake_ctx):
 def test_context_answers_cite_passages_and_carry_retrieval(fake_ctx, docs_task):
     fake_ctx.clients["generator"] = gen = context_generator()
     system = lanes_for(["rag"], docs_task)[0].build(docs_task, fake_ctx)
-    assert isinstance(system, RagSystem) and system.mode == "context"
+    assert isinstance(system, RetrievingSystem) and system.mode == "context"
     answers = system.batch([q["question"] for q in QUESTIONS])
     q1 = answers[0]
     assert q1.output == "Paris" and q1.text == "Paris [1]"
@@ -276,7 +276,7 @@ def test_bm25_baseline_answers_with_the_top_passage_sentence_without_a_model(
     none = system.batch(["zzz qqq"])[0]  # no query term in the corpus: nothing to show
     assert none.output == "" and none.extra["abstained"] is True
     assert gen.calls == []
-    loaded = CompoundSystem.load(system.save(tmp_path / "sys", task=docs_task), fake_ctx)
+    loaded = load_system(save_system(system, tmp_path / "sys", task=docs_task), fake_ctx)
     assert [a.output for a in loaded.batch(["Who was the leader of the Normans?"])] == [q2.output]
 
 
@@ -350,19 +350,21 @@ def test_knn_vote_round_trip_rebuilds_the_index_from_the_system_dir(fake_ctx, tm
     system = RagLane("knn-vote").build(task, fake_ctx)
     inputs = [c.input for c in task.split("test")[:40]]
     before = system.batch(inputs)
-    saved = system.save(tmp_path / "sys", task=task)
+    saved = save_system(system, tmp_path / "sys", task=task)
     assert _files(saved) <= {".json", ".jsonl", ".safetensors"}
     spec = json.loads((saved / "system.json").read_text())
     assert spec["kind"] == "rag" and spec["generator"] == {"backend": "none"}
     assert spec["rag"]["index"]["embedder"] == "hash-embedder-64"
     # the referenced index is still there: reopened as it is
-    assert CompoundSystem.load(saved, fake_ctx).store.folder == system.store.folder
+    assert load_system(saved, fake_ctx).store.folder == system.store.folder
     # gone, and a fresh cache: the index is rebuilt from the saved records, not re-embedded
     shutil.rmtree(system.store.folder)
     ctx = RunContext(cache_dir=tmp_path / "other-cache", progress=False)
     ctx.clients["embedder"] = HashEmbedder()
-    loaded = CompoundSystem.load(saved, ctx)
-    assert isinstance(loaded, RagSystem) and loaded.store.folder.parent == ctx.cache_dir / "rag"
+    loaded = load_system(saved, ctx)
+    assert (
+        isinstance(loaded, RetrievingSystem) and loaded.store.folder.parent == ctx.cache_dir / "rag"
+    )
     after = loaded.batch(inputs)
     assert [a.output for a in after] == [b.output for b in before]
     assert [a.extra["retrieved_ids"] for a in after] == [b.extra["retrieved_ids"] for b in before]
@@ -373,11 +375,11 @@ def test_context_round_trip_same_answers(fake_ctx, docs_task, tmp_path):
     system = lanes_for(["rag"], docs_task)[0].build(docs_task, fake_ctx)
     questions = [q["question"] for q in QUESTIONS]
     before = system.batch(questions)
-    saved = system.save(tmp_path / "sys", task=docs_task)
+    saved = save_system(system, tmp_path / "sys", task=docs_task)
     spec = json.loads((saved / "system.json").read_text())
     assert spec["rag"]["mode"] == "context" and spec["rag"]["abstain_text"] == ABSTAIN_TEXT
     assert spec["provenance"]["data"]["documents"]["n"] == 1
-    loaded = CompoundSystem.load(saved, fake_ctx)  # custom generator: taken from ctx.clients
+    loaded = load_system(saved, fake_ctx)  # custom generator: taken from ctx.clients
     after = loaded.batch(questions)
     assert [(a.text, a.output, a.extra) for a in after] == [
         (b.text, b.output, b.extra) for b in before
@@ -391,7 +393,7 @@ def test_context_round_trip_same_answers(fake_ctx, docs_task, tmp_path):
 @pytest.mark.slow
 def test_real_knn_vote_and_demos_on_banking77(real_ctx, tmp_path):
     """MiniLM 5-NN vote, and SmolLM2 with the same neighbours as turns, on 12 test cases."""
-    from compoundai_evaluators import sample_cases
+    from compoundai.data import sample_cases
 
     task = load_task(BANKING)
     cases = sample_cases(task.split("test"), 12, 0, True)
@@ -403,8 +405,8 @@ def test_real_knn_vote_and_demos_on_banking77(real_ctx, tmp_path):
     few = cases[:3]
     got = demos.batch([c.input for c in few])
     assert all(a.output in task.labels for a in got)
-    saved = demos.save(tmp_path / "demos", task=task)
-    loaded = CompoundSystem.load(saved, real_ctx)
+    saved = save_system(demos, tmp_path / "demos", task=task)
+    loaded = load_system(saved, real_ctx)
     assert [a.output for a in loaded.batch([c.input for c in few])] == [a.output for a in got]
 
 
@@ -433,7 +435,7 @@ def test_real_context_rag_on_squad_slice(real_ctx, tmp_path):
         assert answer.text and answer.extra["retrieval_score"] > 0.25
     off = system.invoke("How do I reset the PIN of my bank card?")
     assert off.extra["abstained"] is True
-    loaded = CompoundSystem.load(system.save(tmp_path / "sys", task=task), real_ctx)
+    loaded = load_system(save_system(system, tmp_path / "sys", task=task), real_ctx)
     assert [a.text for a in loaded.batch([q["question"] for q in picked])] == [
         a.text for a in answers
     ]

@@ -15,9 +15,11 @@ import httpx
 import openai
 import pytest
 
+from compoundai.contract import OutputContract
 from compoundai.lanes import PromptLane
 from compoundai.serve import ServeSettings, create_app, load_systems, serve_in_thread
-from compoundai.system import CompoundSystem, OutputContract
+from compoundai.system import CompoundSystem
+from compoundai.system_dir import save_system
 from compoundai.task import load_task
 from compoundai.testing import FakeGenerator
 from tests.conftest import BANKING, label_echo_generator
@@ -264,7 +266,7 @@ def test_rag_citations_ride_in_the_extra_field(fake_ctx, docs_task, tmp_path):  
 
     fake_ctx.clients["generator"] = context_generator()
     rag = lanes_for(["rag"], docs_task)[0].build(docs_task, fake_ctx)
-    rag.save(tmp_path / "rag")
+    save_system(rag, tmp_path / "rag")
     loaded = load_systems([f"docs={tmp_path / 'rag'}"], fake_ctx, generator=context_generator())
     with serve_in_thread(create_app(loaded)) as url:
         c = openai.OpenAI(base_url=url, api_key="none")
@@ -292,8 +294,8 @@ def test_cli_refuses_a_public_host_without_a_key(tmp_path):
 def test_two_systems_with_one_name_are_refused(fake_ctx, systems, tmp_path):
     from compoundai.errors import UserInputError
 
-    systems["echo"].save(tmp_path / "a")
-    systems["echo"].save(tmp_path / "b")
+    save_system(systems["echo"], tmp_path / "a")
+    save_system(systems["echo"], tmp_path / "b")
     gen = FakeGenerator()
     with pytest.raises(UserInputError, match="two systems are named 'echo'"):
         load_systems([str(tmp_path / "a"), str(tmp_path / "b")], fake_ctx, generator=gen)

@@ -15,6 +15,7 @@ import pytest
 
 from compoundai.lanes import PromptLane, RagLane
 from compoundai.serve import free_port
+from compoundai.system_dir import load_system, save_system
 from compoundai.task import load_task
 from tests.conftest import BANKING
 
@@ -26,8 +27,8 @@ KEY = "real-key"
 def served(tmp_path_factory, real_ctx):
     folder = tmp_path_factory.mktemp("systems")
     task = load_task(BANKING)
-    RagLane("knn-vote").build(task, real_ctx).save(folder / "knn", task=task)
-    PromptLane(shots=5).build(task, real_ctx).save(folder / "fewshot", task=task)
+    save_system(RagLane("knn-vote").build(task, real_ctx), folder / "knn", task=task)
+    save_system(PromptLane(shots=5).build(task, real_ctx), folder / "fewshot", task=task)
     port = free_port()
     env = {**os.environ, "COMPOUNDAI_API_KEY": KEY, "COMPOUNDAI_CACHE": str(real_ctx.cache_dir)}
     log = (folder / "server.log").open("wb")
@@ -61,14 +62,13 @@ QUESTIONS = [
 
 
 def test_openai_client_gets_the_systems_answers_plain_and_streamed(served, real_ctx):
-    from compoundai.system import CompoundSystem
 
     url, folder = served
     client = openai.OpenAI(base_url=url, api_key=KEY)
     assert sorted(m.id for m in client.models.list().data) == ["fewshot", "knn"]
     labels = load_task(BANKING).labels
     for model in ("knn", "fewshot"):
-        local = CompoundSystem.load(folder / model, real_ctx).batch(QUESTIONS)
+        local = load_system(folder / model, real_ctx).batch(QUESTIONS)
         for question, expected in zip(QUESTIONS, local, strict=True):
             out = client.chat.completions.create(
                 model=model, messages=[{"role": "user", "content": question}]
@@ -88,10 +88,8 @@ def test_openai_client_gets_the_systems_answers_plain_and_streamed(served, real_
 def test_langchain_chat_openai_against_the_cli_server(served, real_ctx):
     from langchain_openai import ChatOpenAI
 
-    from compoundai.system import CompoundSystem
-
     url, folder = served
-    expected = CompoundSystem.load(folder / "knn", real_ctx).invoke(QUESTIONS[2]).output
+    expected = load_system(folder / "knn", real_ctx).invoke(QUESTIONS[2]).output
     llm = ChatOpenAI(model="knn", base_url=url, api_key=KEY)
     assert llm.invoke(QUESTIONS[2]).content == expected
     assert "".join(str(c.content) for c in llm.stream(QUESTIONS[2])) == expected

@@ -1,8 +1,9 @@
 import pytest
 
+from compoundai.contract import OutputContract, parse_json, snap_to_label
 from compoundai.errors import UserInputError
 from compoundai.lanes import lanes_for
-from compoundai.system import CompoundSystem, DemoBank, OutputContract, parse_json, snap_to_label
+from compoundai.system import CompoundSystem, DemoBank
 from compoundai.task import load_task
 from compoundai.testing import FakeGenerator, HashEmbedder
 from tests.conftest import BANKING

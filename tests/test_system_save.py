@@ -9,9 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from compoundai.cli import cli
+from compoundai.contract import BuildInfo, OutputContract
 from compoundai.errors import UserInputError
 from compoundai.lanes import PromptLane
-from compoundai.system import FORMAT_VERSION, CompoundSystem, OutputContract
+from compoundai.system import CompoundSystem
+from compoundai.system_dir import FORMAT_VERSION, load_system, save_system
 from compoundai.task import load_task
 from compoundai.testing import FakeGenerator
 from tests.conftest import BANKING, label_echo_generator
@@ -23,7 +25,7 @@ def test_prompt_system_round_trip_keeps_demos_and_answers(fake_ctx, tmp_path):
     system = PromptLane(shots=5).build(task, fake_ctx)
     inputs = [c.input for c in task.split("test")[:20]]
     before = system.batch(inputs)
-    saved = system.save(tmp_path / "sys", task=task, decision={"plan": "sft"})
+    saved = save_system(system, tmp_path / "sys", task=task, decision={"plan": "sft"})
     spec = json.loads((saved / "system.json").read_text())
     assert spec["format_version"] == FORMAT_VERSION and spec["kind"] == "compound"
     assert spec["demos"]["count"] == len(task.split("train"))
@@ -32,12 +34,12 @@ def test_prompt_system_round_trip_keeps_demos_and_answers(fake_ctx, tmp_path):
     assert prov["data"]["examples.train"]["n"] == len(task.split("train"))
     assert len(prov["data"]["examples.train"]["sha256"]) == 64
     assert "python" in prov["versions"] and prov["task"] == task.name
-    loaded = CompoundSystem.load(saved, fake_ctx)
+    loaded = load_system(saved, fake_ctx)
     assert loaded.prompts(inputs) == system.prompts(inputs)
     assert [a.output for a in loaded.batch(inputs)] == [a.output for a in before]
     assert loaded.decision == {"plan": "sft"} and loaded.provenance == prov
     # saving again keeps decision and provenance
-    again = json.loads((loaded.save(tmp_path / "sys2") / "system.json").read_text())
+    again = json.loads((save_system(loaded, tmp_path / "sys2") / "system.json").read_text())
     assert again["decision"] == spec["decision"] and again["provenance"] == prov
 
 
@@ -53,39 +55,39 @@ def test_adapter_is_copied_without_pickles(fake_ctx, tmp_path):
         "Classify.",
         OutputContract("labels", ["a", "b"]),
         FakeGenerator(default="b"),
-        info={"adapter": str(adapter), "fingerprint": "sft-123"},
+        info=BuildInfo(adapter=str(adapter), fingerprint="sft-123"),
         contract_in_prompt=False,
     )
-    saved = system.save(tmp_path / "sys")
+    saved = save_system(system, tmp_path / "sys")
     assert sorted(p.name for p in (saved / "adapter").iterdir()) == [
         "adapter_config.json",
         "adapter_model.safetensors",
     ]
     spec = json.loads((saved / "system.json").read_text())
     assert spec["generator"]["adapter"] == "adapter" and spec["contract_in_prompt"] is False
-    loaded = CompoundSystem.load(saved, generator=FakeGenerator(default="b"))
-    assert loaded.info["adapter"] == str(saved / "adapter")
-    assert loaded.info["fingerprint"] == "sft-123" and loaded.contract_in_prompt is False
+    loaded = load_system(saved, generator=FakeGenerator(default="b"))
+    assert loaded.info.adapter == str(saved / "adapter")
+    assert loaded.info.fingerprint == "sft-123" and loaded.contract_in_prompt is False
     assert loaded.invoke("x").output == "b"
 
 
 def test_load_and_save_refuse_what_they_cannot_trust(tmp_path):
     with pytest.raises(UserInputError, match="not a compoundai system"):
-        CompoundSystem.load(tmp_path)
+        load_system(tmp_path)
     system = CompoundSystem("s", "prompt", "Say.", OutputContract(), FakeGenerator(default="hi"))
-    saved = system.save(tmp_path / "sys")
+    saved = save_system(system, tmp_path / "sys")
     spec = json.loads((saved / "system.json").read_text())
     spec["format_version"] = FORMAT_VERSION + 1
     (saved / "system.json").write_text(json.dumps(spec))
     with pytest.raises(UserInputError, match="upgrade compoundai"):
-        CompoundSystem.load(saved)
+        load_system(saved)
     with pytest.raises(UserInputError, match="custom generator"):
-        CompoundSystem.save(system, saved)  # replacing a system directory is fine
-        CompoundSystem.load(saved)
+        save_system(system, saved)  # replacing a system directory is fine
+        load_system(saved)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(UserInputError, match="refusing to overwrite"):
-        system.save(tmp_path / "busy")
+        save_system(system, tmp_path / "busy")
 
 
 # -- compoundai build --------------------------------------------------------------------
@@ -119,7 +121,7 @@ def test_build_cli_saves_a_loadable_system(hash_banking, tmp_path, fake_ctx):
     assert summary["routed"] is False and summary["system_dir"] == str(out)
     spec = json.loads((out / "system.json").read_text())
     assert spec["decision"]["plan"] == "sft" and spec["decision"]["ranked"]
-    loaded = CompoundSystem.load(out, fake_ctx)
+    loaded = load_system(out, fake_ctx)
     answer = loaded.invoke("I am still waiting for my card to arrive")
     assert answer.output in load_task(hash_banking).labels and answer.extra["retrieved_ids"]
 
@@ -139,7 +141,7 @@ def test_build_cli_routes_when_no_lane_is_given(tmp_path, monkeypatch, fake_ctx)
     result = _build(tmp_path, str(tmp_path / "task.yaml"), "-o", str(tmp_path / "sys"))
     assert result.exit_code == 0, result.output
     assert result.output.startswith("built rag (router plan: rag;")
-    loaded = CompoundSystem.load(tmp_path / "sys", fake_ctx)
+    loaded = load_system(tmp_path / "sys", fake_ctx)
     assert loaded.invoke("What is the capital of France?").output == "Paris"
 
 

@@ -9,27 +9,70 @@ where the adapter came from: base model, stage, data hashes, metrics, library ve
 from __future__ import annotations
 
 import json
-import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
+from compoundai.config import Strict
+from compoundai.contract import ForgettingFacts
 from compoundai.errors import UserInputError
+from compoundai.hardware import quiet_peft
 
 MANIFEST = "manifest.json"
 
 
-def library_versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for dist in ("compoundai", "torch", "transformers", "peft", "accelerate"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
+class TrainMetrics(Strict):
+    """What one training run measured (the shared loop's figures and the forgetting check)."""
+
+    final_loss: float | None = None
+    first_loss: float | None = None
+    steps: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    tokens_per_s: float = 0.0
+    mfu: float = 0.0
+    peak_flops: float = 0.0
+    resumed_from_step: int | None = None
+    processes: int = 1
+    forgetting: ForgettingFacts | None = None
 
 
-def save_artifact(model: Any, tokenizer: Any, out_dir: Path, manifest: dict[str, Any]) -> Path:
+class AdapterManifest(Strict):
+    """`manifest.json` beside a PEFT adapter: where it came from and what training measured.
+
+    The training stack writes it; lanes read it and record their own facts through `stamp`
+    (the content fingerprint they cache answers under, the merged base an adapter is served
+    on), never by editing the file as a dict.
+    """
+
+    format: str = "compoundai-adapter/1"
+    stage: str = "unknown"
+    base_model: str
+    lora: dict[str, Any] | None = None
+    parameters: dict[str, int] = Field(default_factory=dict)
+    precision: str = "fp32"
+    data: dict[str, str] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict)
+    metrics: TrainMetrics = Field(default_factory=TrainMetrics)
+    losses: list[float] = Field(default_factory=list)
+    versions: dict[str, str] = Field(default_factory=dict)
+    examples: int | None = None  # sft
+    pairs: int | None = None  # dpo
+    documents: int | None = None  # pretrain
+    blocks: int | None = None
+    from_scratch: bool | None = None
+    fingerprint: str | None = None  # stamped by the lane that trained it
+    serving_base: str | None = None  # the merged model a two-stage adapter is served on
+    merged_from: str | None = None  # in a merged model's folder: the adapter folded in
+
+
+def write_manifest(folder: Path, manifest: AdapterManifest) -> None:
+    text = json.dumps(manifest.model_dump(mode="json"), indent=2, default=str)
+    (folder / MANIFEST).write_text(text + "\n")
+
+
+def save_artifact(model: Any, tokenizer: Any, out_dir: Path, manifest: AdapterManifest) -> Path:
     """Write the adapter (or the full model, for full fine-tuning) and the manifest."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "peft_config"):
@@ -41,16 +84,32 @@ def save_artifact(model: Any, tokenizer: Any, out_dir: Path, manifest: dict[str,
     else:
         model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    write_manifest(out_dir, manifest)
     return out_dir
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
+def read_manifest(path: str | Path) -> AdapterManifest:
+    """The manifest of an adapter folder; a user error when it is missing or damaged."""
     file = Path(path) / MANIFEST
     if not file.is_file():
         raise UserInputError(f"{path} is not a compoundai adapter (no {MANIFEST})")
-    data: dict[str, Any] = json.loads(file.read_text())
-    return data
+    try:
+        return AdapterManifest.model_validate_json(file.read_text())
+    except ValueError as exc:
+        raise UserInputError(
+            f"{file} is not a valid adapter manifest: {exc}".split("\n")[0],
+            hint="retrain the adapter with `compoundai train`",
+        ) from None
+
+
+def stamp(adapter: Path, **fields: str) -> AdapterManifest:
+    """Record a lane's facts (`fingerprint`, `serving_base`) in an adapter's manifest."""
+    manifest = read_manifest(adapter)
+    if all(getattr(manifest, k) == v for k, v in fields.items()):
+        return manifest
+    updated = manifest.model_copy(update=fields)
+    write_manifest(adapter, AdapterManifest.model_validate(updated.model_dump()))
+    return updated
 
 
 def load_adapter(path: str | Path, base: Any) -> Any:
@@ -59,8 +118,6 @@ def load_adapter(path: str | Path, base: Any) -> Any:
 
     if not (Path(path) / "adapter_model.safetensors").is_file():
         raise UserInputError(f"no adapter_model.safetensors in {path}")
-    from compoundai_adapters.common import quiet_peft
-
     with quiet_peft():
         return PeftModel.from_pretrained(base, str(path), use_safetensors=True)
 
@@ -73,15 +130,13 @@ def merge_and_export(adapter_dir: str | Path, out_dir: str | Path, ctx: Any = No
     from compoundai.models import ModelStore
 
     manifest = read_manifest(adapter_dir)
-    base_path = ModelStore(ctx or RunContext()).resolve(manifest["base_model"])
+    base_path = ModelStore(ctx or RunContext()).resolve(manifest.base_model)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype="float32")
     merged = load_adapter(adapter_dir, base).merge_and_unload()
     out = Path(out_dir)
     merged.save_pretrained(str(out), safe_serialization=True)
     AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(out))
-    (out / MANIFEST).write_text(
-        json.dumps({**manifest, "merged_from": str(adapter_dir)}, indent=2) + "\n"
-    )
+    write_manifest(out, manifest.model_copy(update={"merged_from": str(adapter_dir)}))
     return out
 
 

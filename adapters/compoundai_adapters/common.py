@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
+from compoundai.config import Strict, load_yaml_model
 from compoundai.context import RunContext
 from compoundai.errors import Problem, RunTimeFailure, UserInputError
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from compoundai.hardware import cpu_has_bf16, quiet_peft
 
 
 class LoraSettings(Strict):
@@ -76,28 +70,10 @@ def packed_row_len(config: TrainSettings) -> int:
 
 
 def load_config(path: str | Path, model: type[Any]) -> Any:
-    """Read a stage config YAML; all problems listed at once with their lines; paths resolved."""
+    """Read a stage config YAML (every problem listed with its line) and resolve its paths
+    relative to the config file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"config file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise UserInputError(
-            [Problem(f"invalid YAML: {exc}", file=str(path), line=mark.line + 1 if mark else None)]
-        ) from None
-    if not isinstance(raw, dict):
-        raise UserInputError([Problem("expected a mapping of settings", file=str(path))])
-    try:
-        config = model.model_validate(raw)
-    except ValidationError as exc:
-        raise UserInputError(
-            [
-                Problem(e["msg"], file=str(path), field=".".join(str(p) for p in e["loc"]))
-                for e in exc.errors()
-            ]
-        ) from None
+    config = load_yaml_model(path, model, what="config")
     base = path.parent
     for name in ("output_dir", "train_file", "eval_file", "forgetting_texts"):
         value = getattr(config, name, None)
@@ -116,8 +92,6 @@ def use_bf16(settings: TrainSettings, device: str) -> bool:
         import torch
 
         return bool(torch.cuda.is_bf16_supported())
-    from compoundai.generators.local import cpu_has_bf16
-
     return cpu_has_bf16()
 
 
@@ -163,17 +137,6 @@ def apply_lora(model: Any, lora: LoraSettings) -> Any:
         return get_peft_model(model, config, autocast_adapter_dtype=True)
 
 
-@contextmanager
-def quiet_peft() -> Iterator[None]:
-    """Hide the FutureWarning PEFT triggers by asking transformers 5 through a deprecated
-    alias (`is_gradient_checkpointing`): users cannot act on it."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
-        )
-        yield
-
-
 def _qlora_config() -> Any:
     import torch
 
@@ -213,16 +176,6 @@ def measure_peak_flops(bf16: bool, size: int = 2048, repeats: int = 5) -> float:
         a @ b
     elapsed = time.perf_counter() - started
     return 2 * size**3 * repeats / elapsed
-
-
-def data_hash(path: str | Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_jsonl_rows(path: str | Path, required: list[str]) -> list[dict[str, Any]]:

@@ -17,11 +17,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from compoundai.chat import render_chat
 from compoundai.context import RunContext
 from compoundai.errors import Problem, UserInputError
 from compoundai_adapters.common import TrainSettings, packed_row_len, read_jsonl_rows
 from compoundai_adapters.packing import Tokenized, pack, target_head, target_logprobs
-from compoundai_adapters.sft import render_chat
 from compoundai_adapters.stage import finish_stage, start_stage
 
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from compoundai.chat import render_chat
 from compoundai.context import RunContext
 from compoundai.errors import Problem, UserInputError
 from compoundai_adapters.common import TrainSettings, packed_row_len, read_jsonl_rows
@@ -42,15 +43,6 @@ class SFTConfig(TrainSettings):
     system: str | None = Field(None, description="A system message put before every prompt.")
     on_long_rows: Literal["error", "skip"] = "error"
     limit: int | None = Field(None, gt=0, description="Use only the first N rows.")
-
-
-def render_chat(tokenizer: Any, chat: list[dict[str, str]], open_answer: bool) -> str:
-    if getattr(tokenizer, "chat_template", None):
-        return str(
-            tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=open_answer)
-        )
-    text = "\n".join(f"{m['role']}: {m['content']}" for m in chat)
-    return text + ("\nassistant:" if open_answer else "\n")
 
 
 def chat_of(row: dict[str, Any], config: SFTConfig) -> list[dict[str, str]]:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from compoundai.context import RunContext
-from compoundai_adapters.artifacts import library_versions, save_artifact
-from compoundai_adapters.common import TrainSettings, count_params, data_hash, load_model, use_bf16
-from compoundai_adapters.forgetting import general_text_tokens, perplexity
+from compoundai.contract import ForgettingFacts
+from compoundai.generators.perplexity import general_text_tokens, perplexity
+from compoundai.provenance import TRAINING_DISTS, file_sha256, versions
+from compoundai_adapters.artifacts import AdapterManifest, TrainMetrics, save_artifact
+from compoundai_adapters.common import TrainSettings, count_params, load_model, use_bf16
 from compoundai_adapters.loop import LossFn, train_loop
 
 
@@ -79,41 +81,40 @@ def finish_stage(
     if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch, rank 0 saves
         return run.run_dir / "adapter"
     total, trainable = count_params(run.model)
-    metrics: dict[str, Any] = {
-        "final_loss": result.final_loss,
-        "first_loss": result.losses[0] if result.losses else None,
-        "steps": result.steps,
-        "tokens": result.tokens,
-        "train_seconds": round(result.seconds, 1),
-        "tokens_per_s": round(result.tokens_per_s, 1),
-        "mfu": round(result.mfu, 4),
-        "peak_flops": result.peak_flops,
-        "resumed_from_step": result.resumed_from,
-        "processes": world,
-    }
+    metrics = TrainMetrics(
+        final_loss=result.final_loss,
+        first_loss=result.losses[0] if result.losses else None,
+        steps=result.steps,
+        tokens=result.tokens,
+        train_seconds=round(result.seconds, 1),
+        tokens_per_s=round(result.tokens_per_s, 1),
+        mfu=round(result.mfu, 4),
+        peak_flops=result.peak_flops,
+        resumed_from_step=result.resumed_from,
+        processes=world,
+    )
     if run.forgetting_ids is not None:
         after = perplexity(run.model, run.forgetting_ids, bf16=run.bf16)
-        metrics["forgetting"] = {
-            "text": config.forgetting_texts,
-            "tokens": len(run.forgetting_ids),
-            "perplexity_before": round(run.ppl_before or 0.0, 3),
-            "perplexity_after": round(after, 3),
-            "ratio": round(after / run.ppl_before, 4) if run.ppl_before else None,
-        }
-    manifest = {
-        "format": "compoundai-adapter/1",
-        "stage": getattr(config, "stage", "unknown"),
-        "base_model": config.model,
-        "lora": config.lora.model_dump() if config.lora else None,
-        "parameters": {"base": total, "trainable": trainable},
-        "precision": "bf16-autocast" if run.bf16 else "fp32",
-        "data": {f: data_hash(f) for f in data_files},
-        "config": json.loads(config.model_dump_json()),
-        "metrics": metrics,
-        "losses": result.losses,
-        "versions": library_versions(),
+        metrics.forgetting = ForgettingFacts(
+            text=config.forgetting_texts,
+            tokens=len(run.forgetting_ids),
+            perplexity_before=round(run.ppl_before or 0.0, 3),
+            perplexity_after=round(after, 3),
+            ratio=round(after / run.ppl_before, 4) if run.ppl_before else None,
+        )
+    manifest = AdapterManifest(
+        stage=getattr(config, "stage", "unknown"),
+        base_model=config.model,
+        lora=config.lora.model_dump() if config.lora else None,
+        parameters={"base": total, "trainable": trainable},
+        precision="bf16-autocast" if run.bf16 else "fp32",
+        data={f: file_sha256(f) for f in data_files},
+        config=json.loads(config.model_dump_json()),
+        metrics=metrics,
+        losses=result.losses,
+        versions=versions(TRAINING_DISTS),
         **extra,
-    }
+    )
     out = save_artifact(run.model, run.tokenizer, run.run_dir / "adapter", manifest)
     (run.run_dir / "losses.json").write_text(json.dumps(result.losses))
     return out

@@ -55,3 +55,10 @@ class Scorer(Protocol):
     """A generator that can also give log p(continuation | prompt) for several continuations."""
 
     def score(self, prompt: Chat, continuations: Sequence[str]) -> list[float]: ...
+
+
+@runtime_checkable
+class PerplexityMeter(Protocol):
+    """A local generator that can measure its model's perplexity on general text."""
+
+    def general_perplexity(self, text_file: str, max_tokens: int = 4096) -> float: ...

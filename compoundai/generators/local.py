@@ -16,29 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from compoundai.chat import render_chat
 from compoundai.context import RunContext
 from compoundai.errors import RunTimeFailure, UserInputError
 from compoundai.generators.base import Chat, Generation, GenerationConfig
+from compoundai.hardware import pick_dtype, quiet_peft
 from compoundai.models import ModelStore
-
-
-def cpu_has_bf16() -> bool:
-    """True when the CPU advertises native bf16 matmul (AMX or AVX-512 bf16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def pick_dtype(device: str, requested: str = "auto") -> Any:
-    import torch
-
-    if requested != "auto":
-        return getattr(torch, requested)
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
 class LocalGenerator:
@@ -108,8 +91,6 @@ class LocalGenerator:
         if adapter is not None:
             from peft import PeftModel
 
-            from compoundai_adapters.common import quiet_peft
-
             with quiet_peft():
                 model = PeftModel.from_pretrained(model, str(adapter), use_safetensors=True)
         self.model = model.to(self.device).eval()
@@ -125,21 +106,20 @@ class LocalGenerator:
     # -- prompts ---------------------------------------------------------------------------
 
     def render(self, chat: Chat) -> str:
-        """The prompt text for a chat, ending where the assistant's answer starts."""
-        if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                chat, tokenize=False, add_generation_prompt=True
-            )
-            return str(text)
-        # Models without a chat template (e.g. the tiny test LM): a plain transcript.
-        lines = [f"{m['role']}: {m['content']}" for m in chat]
-        return "\n".join(lines) + "\nassistant:"
+        """The prompt text for a chat, ending where the assistant's answer starts (the same
+        renderer the SFT stage trains with: `compoundai.chat.render_chat`)."""
+        return render_chat(self.tokenizer, chat, open_answer=True)
 
     def render_messages(self, chat: Chat) -> str:
         """A chat rendered as a transcript prefix, without the assistant's turn opened."""
-        if getattr(self.tokenizer, "chat_template", None):
-            return str(self.tokenizer.apply_chat_template(chat, tokenize=False))
-        return "\n".join(f"{m['role']}: {m['content']}" for m in chat) + "\n"
+        return render_chat(self.tokenizer, chat, open_answer=False)
+
+    def general_perplexity(self, text_file: str | Path, max_tokens: int = 4096) -> float:
+        """This model's perplexity on the first `max_tokens` tokens of a general-text file."""
+        from compoundai.generators.perplexity import general_text_tokens, perplexity
+
+        ids = general_text_tokens(text_file, self.tokenizer, max_tokens)
+        return perplexity(self.model, ids)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

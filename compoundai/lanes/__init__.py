@@ -2,15 +2,21 @@
 
 `lanes_for(["prompt", ...])` turns lane names from the CLI or the task file into lane objects.
 A name may stand for several variants (`prompt` is zero-shot and few-shot) so that a report
-compares them on the same cases.
+compares them on the same cases. `build_lanes` builds them all, recording the ones that cannot
+be built instead of stopping (DSPy's BetterTogether does the same): what `run`, `compare` and
+the probe share.
 """
 
 from __future__ import annotations
 
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from compoundai.context import RunContext
-from compoundai.errors import UserInputError
+from compoundai.errors import CompoundAIError, LaneNotBuiltError, UserInputError
 from compoundai.lanes.compound import CompoundLane
 from compoundai.lanes.finetune import FinetuneLane
 from compoundai.lanes.prompt import PromptLane
@@ -25,6 +31,16 @@ class Lane(Protocol):
     family: str
 
     def build(self, task: Task, ctx: RunContext) -> CompoundSystem: ...
+
+
+@dataclass(frozen=True)
+class LaneFailure:
+    """A lane that was asked for and not built: why, in one line."""
+
+    name: str
+    family: str
+    status: str  # "not_built" (this version cannot build it) or "failed"
+    message: str
 
 
 def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
@@ -56,4 +72,39 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
     return lanes
 
 
-__all__ = ["CompoundLane", "FinetuneLane", "Lane", "PromptLane", "RagLane", "lanes_for"]
+def build_lanes(
+    lanes: Sequence[Lane], task: Task, ctx: RunContext
+) -> tuple[list[CompoundSystem], list[LaneFailure]]:
+    """Build every lane; a lane that cannot be built is recorded, not fatal.
+
+    Each system's `info.build_seconds` is its wall time here; the lanes that train take
+    minutes, so each one is named as it starts (on stderr, with the progress bars).
+    """
+    systems, failures = [], []
+    for lane in lanes:
+        started = time.perf_counter()
+        if ctx.progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"building {lane.name}", file=sys.stderr)
+        try:
+            system = lane.build(task, ctx)
+        except CompoundAIError as exc:
+            status = "not_built" if isinstance(exc, LaneNotBuiltError) else "failed"
+            failures.append(LaneFailure(lane.name, lane.family, status, str(exc).split("\n")[0]))
+            continue
+        system.info.build_seconds = round(time.perf_counter() - started, 2)
+        systems.append(system)
+    return systems, failures
+
+
+__all__ = [
+    "CompoundLane",
+    "FinetuneLane",
+    "Lane",
+    "LaneFailure",
+    "PromptLane",
+    "RagLane",
+    "build_lanes",
+    "lanes_for",
+]

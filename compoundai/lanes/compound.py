@@ -27,6 +27,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from compoundai.context import RunContext
+from compoundai.contract import ABSTAIN_TEXT, BuildInfo, format_output
+from compoundai.data import sample_cases
 from compoundai.errors import UserInputError
 from compoundai.generators.base import Chat
 from compoundai.lanes.finetune import (
@@ -35,8 +37,10 @@ from compoundai.lanes.finetune import (
     train_sft_adapter,
 )
 from compoundai.lanes.prompt import contract_of
-from compoundai.lanes.rag import ABSTAIN_TEXT, PASSAGE_CHARS, RagLane, RagSystem
-from compoundai.system import CompoundSystem, NoGenerator, format_output
+from compoundai.lanes.rag.lane import SYSTEMS, RagLane
+from compoundai.lanes.rag.prompts import PASSAGE_CHARS
+from compoundai.lanes.rag.systems import RetrievingSystem
+from compoundai.system import NoGenerator
 from compoundai.task import Task
 
 
@@ -46,7 +50,7 @@ class CompoundLane:
     family = "compound"
     name = "compound"
 
-    def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
+    def build(self, task: Task, ctx: RunContext) -> RetrievingSystem:
         require_local_generator(task, self.family)
         if not task.split("train"):
             raise UserInputError(
@@ -56,18 +60,16 @@ class CompoundLane:
         mode = "context" if task.spec.output.type == "free_text" else "demos"
         # the index (cached) and the checks on inputs, without loading the base generator
         rag = RagLane(mode).build(task, ctx, generator=NoGenerator())
-        assert isinstance(rag, RagSystem)
-        system = RagSystem(
+        system = SYSTEMS[mode](
             self.name,
             self.family,
             task.spec.instructions,
             contract_of(task),
             NoGenerator(),
             ctx=ctx,
-            info={"k": rag.k, "index": str(rag.store.folder), "holds": rag.store.holds},
+            info=BuildInfo(k=rag.k, index=str(rag.store.folder), holds=rag.store.holds),
             generation=rag.generation,
             store=rag.store,
-            mode=mode,
             k=rag.k,
             min_score=rag.min_score,
             contract_in_prompt=False,
@@ -76,19 +78,21 @@ class CompoundLane:
         adapter = train_sft_adapter(task, ctx, rows, system=None, tag="compound")
         generator, info = adapter_generator(task, ctx, adapter)
         system.generator = generator
-        system.info.update(info)
-        adapter_key = info["fingerprint"]
         search = rag.store.index.dense_method
-        system.info["fingerprint"] = (
-            f"compound-{mode}-{rag.store.key}-k{rag.k}-{search}-{adapter_key}"
+        fingerprint = f"compound-{mode}-{rag.store.key}-k{rag.k}-{search}-{info.fingerprint}"
+        system.info = info.model_copy(
+            update={
+                "k": rag.k,
+                "index": str(rag.store.folder),
+                "holds": rag.store.holds,
+                "fingerprint": fingerprint,
+                "train_rows": len(rows),
+            }
         )
-        system.info["train_rows"] = len(rows)
         return system
 
-    def training_rows(self, task: Task, system: RagSystem) -> list[dict[str, Any]]:
+    def training_rows(self, task: Task, system: RetrievingSystem) -> list[dict[str, Any]]:
         """One chat per sampled training example, ending in the answer to learn."""
-        from compoundai_evaluators import sample_cases
-
         settings = task.spec.compound
         examples = sample_cases(
             task.split("train"),

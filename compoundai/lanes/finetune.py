@@ -21,41 +21,33 @@ checkpoint. Label tasks are answered by label likelihood, as in every other lane
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from pathlib import Path
 from typing import Any
 
 from compoundai.context import RunContext
+from compoundai.contract import BuildInfo, ForgettingFacts, TrainingFacts, format_output
+from compoundai.data import slug, write_jsonl
 from compoundai.errors import UserInputError
 from compoundai.lanes.prompt import contract_of
-from compoundai.system import CompoundSystem, format_output
+from compoundai.provenance import file_sha256, json_digest
+from compoundai.system import CompoundSystem
 from compoundai.task import Task
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "task"
-
-
 def _key(*parts: Any) -> str:
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return json_digest(list(parts))[:16]
+
+
+def stamp(adapter: Path, **fields: str) -> None:
+    """Record this lane's facts in the adapter's manifest (the training stack owns the file)."""
+    from compoundai_adapters.artifacts import stamp as record
+
+    record(adapter, **fields)
 
 
 def _weights_key(adapter: Path) -> str:
     """A content hash of an adapter's weights."""
-    from compoundai_adapters.common import data_hash
-
-    return data_hash(adapter / "adapter_model.safetensors")[:16]
-
-
-def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    return file_sha256(adapter / "adapter_model.safetensors")[:16]
 
 
 def _train_cached(run_dir: Path, train: Any, ctx: RunContext) -> Path:
@@ -113,14 +105,14 @@ class FinetuneLane:
                 first, base = self._pretrain(task, ctx)
             adapter = self._sft(task, ctx, rows, base=base)
             if base is not None:
-                _stamp(adapter, serving_base=base)
+                stamp(adapter, serving_base=base)
         if "dpo" in self.stages:
             first = adapter
             adapter = self._dpo(task, ctx, adapter)
         generator, info = adapter_generator(task, ctx, adapter)
         if first is not None:
             chain_stages(info, first)
-        info.update(stages=list(self.stages), train_rows=len(rows))
+        info.stages, info.train_rows = list(self.stages), len(rows)
         return CompoundSystem(
             self.name,
             self.family,
@@ -146,7 +138,6 @@ class FinetuneLane:
     def _pretrain(self, task: Task, ctx: RunContext) -> tuple[Path, str]:
         """A LoRA adapter trained on the documents' text, and the base with it merged in."""
         from compoundai_adapters.artifacts import merge_and_export
-        from compoundai_adapters.common import data_hash
         from compoundai_adapters.pretrain import PretrainConfig, run_pretrain
 
         if not task.documents:
@@ -157,11 +148,11 @@ class FinetuneLane:
         settings = task.spec.finetune
         docs = sorted(str(p) for p in task.documents)
         key = _key(
-            [data_hash(Path(p)) for p in docs],
+            [file_sha256(p) for p in docs],
             task.spec.models.generator,
             settings.model_dump(exclude={"dpo", "adapter", "max_train_rows"}),
         )
-        run_dir = ctx.cache_dir / "adapters" / f"{_slug(task.name)}-pretrain-{key}"
+        run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-pretrain-{key}"
         run_dir.mkdir(parents=True, exist_ok=True)
         config = PretrainConfig(
             model=task.spec.models.generator,
@@ -213,14 +204,14 @@ class FinetuneLane:
         if settings.max_rows and len(rows) > settings.max_rows:
             rows = RunContext(seed=0).rng("dpo-rows").sample(rows, settings.max_rows)
         key = _key(rows, _weights_key(sft_adapter), settings.model_dump())
-        run_dir = ctx.cache_dir / "adapters" / f"{_slug(task.name)}-dpo-{key}"
+        run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-dpo-{key}"
         run_dir.mkdir(parents=True, exist_ok=True)
         merged = run_dir / "sft-merged"
         if not (merged / "config.json").is_file():
             merge_and_export(sft_adapter, merged, ctx)
         train_file = run_dir / "pairs.jsonl"
         if not train_file.is_file():
-            _write_jsonl(train_file, rows)
+            write_jsonl(train_file, rows)
         config = DPOConfig(
             model=str(merged),
             output_dir=str(run_dir),
@@ -236,7 +227,7 @@ class FinetuneLane:
             forgetting_tokens=8000,
         )
         adapter = _train_cached(run_dir, lambda resume: run_dpo(config, ctx, resume=resume), ctx)
-        _stamp(adapter, fingerprint=f"dpo-{key}", serving_base=str(merged))
+        stamp(adapter, fingerprint=f"dpo-{key}", serving_base=str(merged))
         return adapter
 
 
@@ -250,25 +241,27 @@ def require_local_generator(task: Task, lane: str) -> None:
         )
 
 
-def adapter_generator(task: Task, ctx: RunContext, adapter: Path) -> tuple[Any, dict[str, Any]]:
+def adapter_generator(task: Task, ctx: RunContext, adapter: Path) -> tuple[Any, BuildInfo]:
     """A `LocalGenerator` serving `adapter`, and the facts a report shows about it."""
     from compoundai.generators.local import LocalGenerator
     from compoundai_adapters.artifacts import read_manifest
 
     manifest = read_manifest(adapter)
-    base = manifest.get("serving_base") or manifest.get("base_model") or task.spec.models.generator
+    base = manifest.serving_base or manifest.base_model or task.spec.models.generator
     generator = LocalGenerator(base, ctx=ctx, adapter=adapter)
-    metrics = manifest.get("metrics", {})
-    info: dict[str, Any] = {
-        "adapter": str(adapter),
-        "base_model": base,
-        "fingerprint": manifest.get("fingerprint") or _weights_key(adapter),
-        "training": {
-            k: metrics.get(k) for k in ("steps", "tokens", "train_seconds", "tokens_per_s")
-        },
-    }
-    if metrics.get("forgetting"):
-        info["forgetting"] = metrics["forgetting"]
+    m = manifest.metrics
+    info = BuildInfo(
+        adapter=str(adapter),
+        base_model=base,
+        fingerprint=manifest.fingerprint or _weights_key(adapter),
+        training=TrainingFacts(
+            steps=m.steps,
+            tokens=m.tokens,
+            train_seconds=m.train_seconds,
+            tokens_per_s=m.tokens_per_s,
+        ),
+        forgetting=m.forgetting,
+    )
     return generator, info
 
 
@@ -292,11 +285,11 @@ def train_sft_adapter(
     settings = task.spec.finetune
     model = base or task.spec.models.generator
     key = _key(rows, system, model, settings.model_dump(exclude={"dpo", "pretrain"}))
-    run_dir = ctx.cache_dir / "adapters" / f"{_slug(task.name)}-{tag}-{key}"
+    run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-{tag}-{key}"
     run_dir.mkdir(parents=True, exist_ok=True)
     train_file = run_dir / "train.jsonl"
     if not train_file.is_file():
-        _write_jsonl(train_file, rows)
+        write_jsonl(train_file, rows)
     config = SFTConfig(
         model=model,
         output_dir=str(run_dir),
@@ -314,47 +307,36 @@ def train_sft_adapter(
         forgetting_tokens=8000,
     )
     adapter = _train_cached(run_dir, lambda resume: run_sft(config, ctx, resume=resume), ctx)
-    _stamp(adapter, fingerprint=f"{tag}-{key}")
+    stamp(adapter, fingerprint=f"{tag}-{key}")
     return adapter
 
 
-def chain_stages(info: dict[str, Any], first: Path) -> None:
-    """Make a two-stage adapter's facts run from the original base: `info["forgetting"]`
-    (the last stage's, measured against the merged model it trained) becomes perplexity after
-    the last stage over perplexity before the `first` stage's adapter, and the training time
-    and tokens add the first stage's."""
+def chain_stages(info: BuildInfo, first: Path) -> None:
+    """Make a two-stage adapter's facts run from the original base: `info.forgetting` (the
+    last stage's, measured against the merged model it trained) becomes perplexity after the
+    last stage over perplexity before the `first` stage's adapter, and the training time and
+    tokens add the first stage's."""
     from compoundai_adapters.artifacts import read_manifest
 
-    metrics = read_manifest(first).get("metrics", {})
-    training = info.setdefault("training", {})
-    for key in ("train_seconds", "tokens"):
-        if metrics.get(key) is not None and training.get(key) is not None:
-            training[key] = round(training[key] + metrics[key], 1)
-    earlier = metrics.get("forgetting") or {}
-    last = info.get("forgetting") or {}
-    before, after = earlier.get("perplexity_before"), last.get("perplexity_after")
-    if not before or after is None:
-        info.pop("forgetting", None)  # unknown is not safe: the release gate says so
+    metrics = read_manifest(first).metrics
+    training = info.training or TrainingFacts()
+    if training.train_seconds is not None:
+        training.train_seconds = round(training.train_seconds + metrics.train_seconds, 1)
+    if training.tokens is not None:
+        training.tokens = round(training.tokens + metrics.tokens, 1)
+    info.training = training
+    earlier, last = metrics.forgetting, info.forgetting
+    if earlier is None or not earlier.perplexity_before or last is None:
+        info.forgetting = None  # unknown is not safe: the release gate says so
         return
-    info["forgetting"] = {
-        **last,
-        "perplexity_before": before,
-        "ratio": round(after / before, 4),
-        "chained_from": str(first),
-    }
+    before, after = earlier.perplexity_before, last.perplexity_after
+    info.forgetting = ForgettingFacts(
+        **{**last.model_dump(), "perplexity_before": before, "ratio": round(after / before, 4)},
+    )
+    info.forgetting.chained_from = str(first)
 
 
 def _general_text() -> str | None:
     """The bundled general-text sample for the forgetting check, when it is installed."""
     path = Path(__file__).resolve().parents[1] / "resources" / "general_text.txt"
     return str(path) if path.is_file() else None
-
-
-def _stamp(adapter: Path, **fields: str) -> None:
-    """Record lane facts (fingerprint, serving base) in the adapter's manifest."""
-    path = adapter / "manifest.json"
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if all(manifest.get(k) == v for k, v in fields.items()):
-        return
-    manifest.update(fields)
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")

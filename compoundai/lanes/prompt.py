@@ -9,27 +9,34 @@ to score 0.00 on banking77 with SmolLM2, as chat turns 0.855.
 from __future__ import annotations
 
 from compoundai.context import RunContext
+from compoundai.contract import BuildInfo, OutputContract
 from compoundai.errors import UserInputError
 from compoundai.generators.base import Generator
-from compoundai.system import CompoundSystem, DemoBank, OutputContract
+from compoundai.system import CompoundSystem, DemoBank
 from compoundai.task import Task
 
 
 def shared_generator(task: Task, ctx: RunContext) -> Generator:
-    """The task's generator, built once per run and shared by lanes via `ctx.clients`."""
-    gen = ctx.clients.get("generator")
-    if gen is None:
-        models = task.spec.models
-        if models.openai_base_url:
-            from compoundai.generators.openai_backend import OpenAIGenerator
+    """The task's generator: the injected one (`ctx.clients["generator"]`), else the task's
+    model, loaded once per run (`ctx.shared`) and shared by every lane that prompts it."""
+    injected = ctx.clients.get("generator")
+    if injected is not None:
+        return injected
+    models = task.spec.models
+    if models.openai_base_url:
+        from compoundai.generators.openai_backend import OpenAIGenerator
 
-            gen = OpenAIGenerator(models.generator, base_url=models.openai_base_url)
-        else:
-            from compoundai.generators.local import LocalGenerator
+        url = models.openai_base_url
+        return ctx.shared(
+            ("generator", "openai", models.generator, url),
+            lambda: OpenAIGenerator(models.generator, base_url=url),
+        )
+    from compoundai.generators.local import LocalGenerator
 
-            gen = LocalGenerator(models.generator, ctx=ctx)
-        ctx.clients["generator"] = gen
-    return gen
+    return ctx.shared(
+        ("generator", "local", models.generator),
+        lambda: LocalGenerator(models.generator, ctx=ctx),
+    )
 
 
 def contract_of(task: Task) -> OutputContract:
@@ -56,9 +63,7 @@ class PromptLane:
                 )
             from compoundai_retrievers.embedders import make_embedder
 
-            embedder = make_embedder(task.spec.models.embedder, ctx)
-            ctx.clients.setdefault("embedder", embedder)
-            demos = DemoBank(train, embedder)
+            demos = DemoBank(train, make_embedder(task.spec.models.embedder, ctx))
         return CompoundSystem(
             self.name,
             self.family,
@@ -68,5 +73,5 @@ class PromptLane:
             demos=demos,
             shots=self.shots,
             ctx=ctx,
-            info={"shots": self.shots},
+            info=BuildInfo(shots=self.shots),
         )

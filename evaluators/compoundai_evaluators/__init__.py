@@ -2,23 +2,27 @@
 
 compare(systems, cases, metrics) -> Comparison     every lane on the same cases
 decide_verdict(lanes, differences, ...) -> Verdict  winners, router check, release gate
+build_report(task, comparison, ...) -> Report       the verdict and the decision check
 write_reports(report, out_dir)                      report.json, report.md, report.html
 """
 
 from compoundai_evaluators.cache import OutputCache, fingerprint
-from compoundai_evaluators.compare import Comparison, compare, sample_cases
+from compoundai_evaluators.compare import Comparison, compare
 from compoundai_evaluators.cost import PriceTable, TokenPrice, load_prices
+from compoundai_evaluators.evaluable import Evaluable
 from compoundai_evaluators.html import render_html
 from compoundai_evaluators.judge import LLMJudge
 from compoundai_evaluators.markdown import render_markdown
 from compoundai_evaluators.metrics import METRICS, Metric, Row, resolve_metrics
 from compoundai_evaluators.probes import local_perplexity_hook
-from compoundai_evaluators.report import LaneResult, Report, load_report, write_reports
+from compoundai_evaluators.publish import build_report, load_report, write_reports
+from compoundai_evaluators.report import LaneResult, Report
 from compoundai_evaluators.verdict import decide_verdict
 
 __all__ = [
     "METRICS",
     "Comparison",
+    "Evaluable",
     "LLMJudge",
     "LaneResult",
     "Metric",
@@ -27,6 +31,7 @@ __all__ = [
     "Report",
     "Row",
     "TokenPrice",
+    "build_report",
     "compare",
     "decide_verdict",
     "fingerprint",
@@ -36,6 +41,5 @@ __all__ = [
     "render_html",
     "render_markdown",
     "resolve_metrics",
-    "sample_cases",
     "write_reports",
 ]

@@ -13,60 +13,57 @@ from a killed run is skipped on read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from compoundai.contract import Answer
 from compoundai.data import Example
-from compoundai.system import Answer
-
-
-def _digest(value: Any) -> str:
-    blob = json.dumps(value, sort_keys=True, ensure_ascii=False, default=repr)
-    return hashlib.sha256(blob.encode()).hexdigest()
+from compoundai.provenance import json_digest
+from compoundai_evaluators.evaluable import Evaluable, Prompted
 
 
 def _plain(value: Any) -> Any:
     return asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
 
 
-def fingerprint(system: Any) -> str:
+def fingerprint(system: Evaluable) -> str:
     """A stable hash of what determines a system's answers (not its timings).
 
-    >>> from compoundai.system import CompoundSystem, OutputContract
+    >>> from compoundai.contract import OutputContract
+    >>> from compoundai.system import CompoundSystem
     >>> from compoundai.testing import FakeGenerator
     >>> a = CompoundSystem("s", "prompt", "Say.", OutputContract(), FakeGenerator())
     >>> b = CompoundSystem("s", "prompt", "Say more.", OutputContract(), FakeGenerator())
     >>> fingerprint(a) == fingerprint(a), fingerprint(a) == fingerprint(b)
     (True, False)
     """
-    info = getattr(system, "info", {}) or {}
-    generator = getattr(system, "generator", None)
+    generator = system.generator
     parts = {
-        "name": getattr(system, "name", ""),
-        "lane": getattr(system, "lane", ""),
+        "name": system.name,
+        "lane": system.lane,
         "class": type(system).__qualname__,
         "generator": getattr(generator, "name", type(generator).__qualname__),
+        # what a CompoundSystem adds; a plain Evaluable has none of these
         "instructions": getattr(system, "instructions", None),
         "contract": _plain(getattr(system, "contract", None)),
         "shots": getattr(system, "shots", None),
         "generation": _plain(getattr(system, "generation", None)),
-        "fingerprint": info.get("fingerprint"),
+        "fingerprint": system.info.fingerprint,
     }
-    return _digest(parts)[:24]
+    return json_digest(parts)[:24]
 
 
-def prompt_keys(system: Any, cases: Sequence[Example]) -> list[str]:
+def prompt_keys(system: Evaluable, cases: Sequence[Example]) -> list[str]:
     """One key per case: system fingerprint + case id + hash of the prompt built for it."""
     inputs = [c.input for c in cases]
     prompts: Sequence[Any] = inputs
-    if hasattr(system, "prompts"):
+    if isinstance(system, Prompted):
         prompts = system.prompts(inputs)
     fp = fingerprint(system)
-    return [_digest([fp, c.id, p]) for c, p in zip(cases, prompts, strict=True)]
+    return [json_digest([fp, c.id, p]) for c, p in zip(cases, prompts, strict=True)]
 
 
 def _answer_row(key: str, answer: Answer) -> dict[str, Any]:

@@ -1,9 +1,9 @@
 """`compare(systems, cases, metrics)`: every lane on the same cases, scored the same way.
 
-`sample_cases` draws `--limit N` cases with a fixed seed, stratified by label when the task
-has labels (test files are often sorted by label, so the first N rows would cover only a few
-classes). Each lane answers, in one `batch` call, the cases the output cache does not already
-hold for it; a lane that fails is recorded, not fatal (DSPy's BetterTogether does the same).
+The cases come from `compoundai.data.sample_cases` (a fixed seed, stratified by label: test
+files are often sorted by label, so the first N rows would cover only a few classes). Each lane
+answers, in one `batch` call, the cases the output cache does not already hold for it; a lane
+that fails is recorded, not fatal (DSPy's BetterTogether does the same).
 Every metric is bootstrapped with one set of resample counts shared by all lanes (10,000
 resamples by default), so each lane-vs-lane difference gets a paired interval, taken over the
 cases both lanes are scored on (`n`, the `compared` field), and per-case scores give the flips.
@@ -11,9 +11,7 @@ cases both lanes are scored on (`n`, the `compared` field), and per-case scores 
 
 from __future__ import annotations
 
-import random
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -24,6 +22,7 @@ import numpy as np
 from compoundai.data import Example, PreferencePair
 from compoundai_evaluators.cache import OutputCache, fingerprint, prompt_keys
 from compoundai_evaluators.cost import PriceTable, lane_cost, throughput, training_of
+from compoundai_evaluators.evaluable import Evaluable
 from compoundai_evaluators.metrics import DIAGNOSTICS, Metric, Row, resolve_metrics
 from compoundai_evaluators.metrics.base import MeanMetric
 from compoundai_evaluators.probes import PerplexityHook, forgetting_of, preference_accuracy
@@ -46,37 +45,6 @@ PREFERENCE = MeanMetric(
     "preference_accuracy", "chosen answer more likely than rejected", _scored_elsewhere
 )
 SHOWN_FLIPS = 10
-
-
-def sample_cases(
-    cases: Sequence[Example], limit: int | None, seed: int = 0, stratify: bool = True
-) -> list[Example]:
-    """`limit` cases drawn with `seed`; proportional per label when `stratify`.
-
-    >>> from compoundai.data import Example
-    >>> rows = [Example(str(i), f"t{i}", "ab"[i >= 50]) for i in range(100)]
-    >>> sorted({e.output for e in sample_cases(rows, 10)})
-    ['a', 'b']
-    """
-    cases = list(cases)
-    if limit is None or limit >= len(cases):
-        return cases
-    rng = random.Random(seed)
-    if not stratify:
-        return sorted(rng.sample(cases, limit), key=cases.index)
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, case in enumerate(cases):
-        groups[str(case.output)].append(i)
-    for members in groups.values():
-        rng.shuffle(members)
-    # Largest-remainder allocation: every label gets its share, rounding fairly.
-    quotas = {k: limit * len(v) / len(cases) for k, v in groups.items()}
-    take = {k: int(q) for k, q in quotas.items()}
-    spare = limit - sum(take.values())
-    for k in sorted(quotas, key=lambda k: (take[k] - quotas[k], rng.random()))[:spare]:
-        take[k] += 1
-    chosen = sorted(i for k, members in groups.items() for i in members[: take[k]])
-    return [cases[i] for i in chosen]
 
 
 @dataclass
@@ -105,7 +73,9 @@ def _estimate(e: Estimate, n: int) -> MetricValue:
 CACHE_CHUNK = 32  # answers generated and stored together
 
 
-def _answer(system: Any, cases: Sequence[Example], cache: OutputCache | None) -> tuple[list, int]:
+def _answer(
+    system: Evaluable, cases: Sequence[Example], cache: OutputCache | None
+) -> tuple[list, int]:
     """The system's answers to every case, from the cache where possible; `(answers, cached)`."""
     if cache is None:
         return list(system.batch([c.input for c in cases])), 0
@@ -124,7 +94,7 @@ def _answer(system: Any, cases: Sequence[Example], cache: OutputCache | None) ->
 
 
 def compare(
-    systems: Sequence[Any],
+    systems: Sequence[Evaluable],
     cases: Sequence[Example],
     metrics: Sequence[str | Metric],
     seed: int = 0,
@@ -256,7 +226,7 @@ def compare(
 
 
 def _lane_result(
-    system: Any,
+    system: Evaluable,
     cases: Sequence[Example],
     answers: Sequence[Any],
     rows: Sequence[Row],
@@ -271,11 +241,10 @@ def _lane_result(
     inference_s = sum(latencies) / 1000
     prompt_tokens = sum(int(a.prompt_tokens) for a in answers)
     completion_tokens = sum(int(a.completion_tokens) for a in answers)
-    info = getattr(system, "info", {}) or {}
-    generator = getattr(system, "generator", None)
+    generator = system.generator
     gen_name = str(getattr(generator, "name", ""))
-    remote = bool(info.get("remote", getattr(generator, "base_url", None) is not None))
-    train_s, train_tokens = training_of(info)
+    remote = getattr(generator, "base_url", None) is not None
+    train_s, train_tokens = training_of(system.info)
     cost = lane_cost(
         generator=gen_name,
         remote=remote,
@@ -283,7 +252,7 @@ def _lane_result(
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         inference_seconds=inference_s,
-        build_seconds=float(info.get("build_seconds", 0.0)),
+        build_seconds=float(system.info.build_seconds),
         train_seconds=train_s,
         train_tokens=train_tokens,
         prices=prices,

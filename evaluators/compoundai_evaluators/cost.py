@@ -15,25 +15,20 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from compoundai.errors import Problem, UserInputError
+from compoundai.config import Strict, load_yaml_model
+from compoundai.contract import BuildInfo
 
 
-class TokenPrice(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TokenPrice(Strict):
     input_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
     output_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
 
 
-class PriceTable(BaseModel):
+class PriceTable(Strict):
     """USD prices: per token by generator name (first matching glob wins), per compute hour."""
-
-    model_config = ConfigDict(extra="forbid")
 
     models: dict[str, TokenPrice] = Field(default_factory=dict)
     compute_usd_per_hour: float = Field(0.10, ge=0, description="local compute, assumed")
@@ -53,20 +48,8 @@ class PriceTable(BaseModel):
 
 
 def load_prices(path: str | Path) -> PriceTable:
-    """Read a price table from YAML or JSON; problems are the user's, with the file named."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise UserInputError([Problem(f"cannot read price table: {exc}", file=str(path))]) from None
-    try:
-        return PriceTable.model_validate(raw or {})
-    except ValidationError as exc:
-        problems = [
-            Problem(e["msg"], file=str(path), field=".".join(str(p) for p in e["loc"]))
-            for e in exc.errors()
-        ]
-        raise UserInputError(problems) from None
+    """Read a price table from YAML or JSON; problems are the user's, with file and line."""
+    return load_yaml_model(Path(path), PriceTable, what="price table")
 
 
 def lane_cost(
@@ -139,11 +122,6 @@ def throughput(n_cases: int, completion_tokens: int, inference_seconds: float) -
     }
 
 
-def training_of(info: dict[str, Any]) -> tuple[float, int]:
-    """`(train_seconds, train_tokens)` from a system's info (what the training stack records)."""
-    training = info.get("training") or {}
-    seconds = info.get(
-        "train_seconds", training.get("train_seconds", training.get("wall_seconds", 0.0))
-    )
-    tokens = info.get("train_tokens", training.get("tokens", 0))
-    return float(seconds or 0.0), int(tokens or 0)
+def training_of(info: BuildInfo) -> tuple[float, int]:
+    """`(train_seconds, train_tokens)` from a system's build facts (the training manifest's)."""
+    return info.train_cost()

@@ -298,7 +298,7 @@ def _decision(report: Report) -> str:
 def render_html(report: Report) -> str:
     """The report as one self-contained HTML page.
 
-    >>> from compoundai_evaluators.report import load_report
+    >>> from compoundai_evaluators import load_report
     >>> html = render_html(load_report("out/banking77"))  # doctest: +SKIP
     >>> "<script" in html                                   # doctest: +SKIP
     False

@@ -237,7 +237,7 @@ def _notes(report: Report) -> list[str]:
 def render_markdown(report: Report) -> str:
     """The whole report as Markdown.
 
-    >>> from compoundai_evaluators.report import load_report
+    >>> from compoundai_evaluators import load_report
     >>> print(render_markdown(load_report("out/banking77"))[:40])  # doctest: +SKIP
     # compoundai report: banking77-intents
     """

@@ -5,8 +5,9 @@
   prompt)? What DPO is meant to move; needs a generator that can score (`Scorer`).
 - forgetting: general-text perplexity of the lane's model against the base model's. The
   training stack records it in the adapter manifest (`info["forgetting"]`, with
-  `perplexity_before`, `perplexity_after`, `ratio`); `local_perplexity_hook` measures it here
-  for local generators when a general-text file is given.
+  `perplexity_before`, `perplexity_after`, `ratio`); `local_perplexity_hook` asks a system's
+  generator for it (`PerplexityMeter`) when a general-text file is given: evaluation sees
+  systems, never the training stack.
 
 Both return per-item 0/1 scores or plain numbers; `compare` bootstraps them like any metric.
 """
@@ -20,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from compoundai.data import PreferencePair
-from compoundai.generators.base import Scorer
+from compoundai.generators.base import PerplexityMeter, Scorer
+from compoundai_evaluators.evaluable import Evaluable, Prompted
 
 PerplexityHook = Callable[[Any], float | None]
 
@@ -29,7 +31,8 @@ def preference_accuracy(system: Any, pairs: Sequence[PreferencePair]) -> np.ndar
     """Per pair, 1.0 when the chosen answer scores higher than the rejected; None if no scorer.
 
     >>> from compoundai.data import PreferencePair
-    >>> from compoundai.system import CompoundSystem, OutputContract
+    >>> from compoundai.contract import OutputContract
+    >>> from compoundai.system import CompoundSystem
     >>> from compoundai.testing import FakeGenerator
     >>> gen = FakeGenerator(scores=lambda chat, c: -len(c))  # prefers shorter answers
     >>> system = CompoundSystem("s", "prompt", "Answer.", OutputContract(), gen)
@@ -42,7 +45,7 @@ def preference_accuracy(system: Any, pairs: Sequence[PreferencePair]) -> np.ndar
     if not pairs or not isinstance(generator, Scorer):
         return None
     prompts = [p.prompt for p in pairs]
-    if hasattr(system, "prompts"):
+    if isinstance(system, Prompted):
         chats = system.prompts(prompts)
     else:
         chats = [[{"role": "user", "content": text}] for text in prompts]
@@ -53,23 +56,22 @@ def preference_accuracy(system: Any, pairs: Sequence[PreferencePair]) -> np.ndar
     return np.array(out, dtype=float)
 
 
-def forgetting_of(system: Any) -> dict[str, float] | None:
-    """The forgetting record a training run left in the system's info, if any."""
-    record = (getattr(system, "info", {}) or {}).get("forgetting")
-    if not isinstance(record, dict):
+def forgetting_of(system: Evaluable) -> dict[str, float] | None:
+    """The forgetting record a training run left in the system's build facts, if any."""
+    record = system.info.forgetting
+    if record is None or not record.perplexity_before:
         return None
-    before, after = record.get("perplexity_before"), record.get("perplexity_after")
-    if not before or after is None:
-        return None
+    before, after = record.perplexity_before, record.perplexity_after
     return {
         "perplexity_before": float(before),
         "perplexity_after": float(after),
-        "ratio": float(record.get("ratio") or after / before),
+        "ratio": float(record.ratio or after / before),
     }
 
 
 def local_perplexity_hook(text_file: str | Path, max_tokens: int = 4096) -> PerplexityHook:
-    """A hook giving general-text perplexity for systems on a local transformers generator.
+    """A hook giving general-text perplexity for systems whose generator can measure it
+    (`PerplexityMeter`: the local transformers backend); None for the others.
 
     Results are memoised per generator object, so lanes sharing one model pay once.
 
@@ -81,14 +83,10 @@ def local_perplexity_hook(text_file: str | Path, max_tokens: int = 4096) -> Perp
 
     def measure(system: Any) -> float | None:
         generator = getattr(system, "generator", None)
-        model, tokenizer = getattr(generator, "model", None), getattr(generator, "tokenizer", None)
-        if model is None or tokenizer is None:
+        if not isinstance(generator, PerplexityMeter):
             return None
         if id(generator) not in seen:
-            from compoundai_adapters.forgetting import general_text_tokens, perplexity
-
-            ids = general_text_tokens(text_file, tokenizer, max_tokens)
-            seen[id(generator)] = perplexity(model, ids)
+            seen[id(generator)] = generator.general_perplexity(str(text_file), max_tokens)
         return seen[id(generator)]
 
     return measure

@@ -6,22 +6,19 @@ Field names follow DESIGN.md "Machine-readable outputs" and may grow, never be r
 Everything else (pairwise differences, flips, the verdict, the price table) was added around
 them.
 
-`write_reports(report, out_dir)` writes report.json, report.md and report.html together
-(temporary files, then renames), and `load_report(path)` reads a saved report back, so the
-Markdown and HTML can be rendered again without running anything.
+The models only: assembling a report from a comparison and writing its files is
+`compoundai_evaluators.publish`'s (`build_report`, `write_reports`, `load_report`), which the
+renderers (`markdown`, `html`) do not depend on.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from compoundai.config import Strict
 
 
 class MetricValue(Strict):
@@ -83,6 +80,49 @@ class Difference(Strict):
     @property
     def significant(self) -> bool:
         return self.ci_low > 0 or self.ci_high < 0
+
+
+def find_difference(
+    differences: Sequence[Difference], a: str, b: str, metric: str
+) -> Difference | None:
+    """`a - b` on `metric`, flipping a stored `b - a` if that is what was computed.
+
+    >>> d = Difference(a="x", b="y", metric="m", value=0.2, ci_low=0.1, ci_high=0.3,
+    ...                p_a_not_better=0.0, a_better=3, b_better=1, compared=10)
+    >>> find_difference([d], "y", "x", "m").ci_low
+    -0.3
+    """
+    for d in differences:
+        if d.metric != metric:
+            continue
+        if (d.a, d.b) == (a, b):
+            return d
+        if (d.a, d.b) == (b, a):
+            swapped = d.p_b_not_better if d.p_b_not_better is not None else 1 - d.p_a_not_better
+            return Difference(
+                a=a,
+                b=b,
+                metric=metric,
+                value=-d.value,
+                ci_low=-d.ci_high,
+                ci_high=-d.ci_low,
+                p_a_not_better=swapped,
+                p_b_not_better=d.p_a_not_better,
+                p_value=d.p_value,
+                a_better=d.b_better,
+                b_better=d.a_better,
+                compared=d.compared,
+                a_better_ids=d.b_better_ids,
+                b_better_ids=d.a_better_ids,
+            )
+    return None
+
+
+def p_value(d: Difference) -> float:
+    """The two-sided p-value of a difference (older reports: from the one-sided share)."""
+    if d.p_value is not None:
+        return d.p_value
+    return min(1.0, 2 * min(d.p_a_not_better, 1 - d.p_a_not_better))
 
 
 class MetricWinner(Strict):
@@ -197,50 +237,3 @@ class Report(Strict):
         """Every metric some lane has, the primary one first."""
         names = {m for lane in self.lanes for m in lane.metrics}
         return sorted(names, key=lambda m: (m != self.primary_metric, m))
-
-
-def load_report(path: str | Path) -> Report:
-    """Read `report.json` (a file or the directory holding it).
-
-    >>> report = load_report("out/banking77")  # doctest: +SKIP
-    >>> report.winner                          # doctest: +SKIP
-    'prompt/5-shot'
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "report.json"
-    return Report.model_validate_json(path.read_text(encoding="utf-8"))
-
-
-def write_reports(
-    report: Report, out_dir: str | Path, predictions: dict[str, list[Any]] | None = None
-) -> dict[str, Path]:
-    """Write report.json, report.md, report.html (and predictions.jsonl when given).
-
-    >>> write_reports(report, "out/banking77")["html"]  # doctest: +SKIP
-    PosixPath('out/banking77/report.html')
-    """
-    from compoundai_evaluators.html import render_html
-    from compoundai_evaluators.markdown import render_markdown
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files = {
-        "json": ("report.json", report.model_dump_json(indent=2) + "\n"),
-        "md": ("report.md", render_markdown(report)),
-        "html": ("report.html", render_html(report)),
-    }
-    if predictions is not None:
-        lines = [
-            json.dumps({"lane": lane, **row}, ensure_ascii=False, default=str)
-            for lane, rows in predictions.items()
-            for row in rows
-        ]
-        files["predictions"] = ("predictions.jsonl", "".join(line + "\n" for line in lines))
-    written = {}
-    for kind, (name, text) in files.items():
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(out / name)
-        written[kind] = out / name
-    return written

@@ -37,82 +37,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from compoundai_evaluators.equivalence import (
+    ALPHA,
+    MARGIN,
+    VOLUME,
+    amortised_usd,
+    plan_check,
+    versus,
+)
 from compoundai_evaluators.report import (
-    DecisionCheck,
     Difference,
     GateResult,
-    Interval,
     LaneResult,
     MetricWinner,
     RouterCheck,
     Verdict,
     VersusWinner,
+    find_difference,
+    p_value,
 )
 from compoundai_evaluators.stats import holm
 
 FAMILY_COST_RANK = {"prompt": 0, "rag": 1, "finetune": 2, "compound": 3}
 GATED_FAMILIES = ("finetune", "compound")
-MARGIN = 0.02  # equivalence margin on the primary metric
-VOLUME = 100_000  # cases training cost is amortised over
-ALPHA = 0.05
-
-
-def find_difference(
-    differences: Sequence[Difference], a: str, b: str, metric: str
-) -> Difference | None:
-    """`a - b` on `metric`, flipping a stored `b - a` if that is what was computed.
-
-    >>> d = Difference(a="x", b="y", metric="m", value=0.2, ci_low=0.1, ci_high=0.3,
-    ...                p_a_not_better=0.0, a_better=3, b_better=1, compared=10)
-    >>> find_difference([d], "y", "x", "m").ci_low
-    -0.3
-    """
-    for d in differences:
-        if d.metric != metric:
-            continue
-        if (d.a, d.b) == (a, b):
-            return d
-        if (d.a, d.b) == (b, a):
-            swapped = d.p_b_not_better if d.p_b_not_better is not None else 1 - d.p_a_not_better
-            return Difference(
-                a=a,
-                b=b,
-                metric=metric,
-                value=-d.value,
-                ci_low=-d.ci_high,
-                ci_high=-d.ci_low,
-                p_a_not_better=swapped,
-                p_b_not_better=d.p_a_not_better,
-                p_value=d.p_value,
-                a_better=d.b_better,
-                b_better=d.a_better,
-                compared=d.compared,
-                a_better_ids=d.b_better_ids,
-                b_better_ids=d.a_better_ids,
-            )
-    return None
-
-
-def is_tied(regret: float, ci_low: float, ci_high: float, margin: float = MARGIN) -> bool:
-    """Whether a lane is tied with the winner: regret (winner minus lane) at most `margin`, and
-    its interval reaching 0 or lying within the margin.
-
-    >>> is_tied(0.007, -0.03, 0.05), is_tied(0.10, -0.001, 0.21), is_tied(0.015, 0.01, 0.019)
-    (True, False, True)
-    """
-    return regret <= margin + 1e-12 and (ci_low <= 0 or ci_high <= margin + 1e-12)
-
-
-def amortised_usd(lane: LaneResult) -> float:
-    """$ per 1,000 cases with training and build cost spread over the stated volume."""
-    cost = lane.cost
-    if "usd_per_1k_amortised" in cost:
-        return float(cost["usd_per_1k_amortised"])
-    volume = float(cost.get("volume") or VOLUME)
-    return (
-        float(cost.get("usd_per_1k_cases", 0.0))
-        + 1000 * float(cost.get("usd_training", 0.0)) / volume
-    )
 
 
 def _volume(lanes: Sequence[LaneResult]) -> int:
@@ -142,41 +89,6 @@ def _breaks(lane: LaneResult, constraints: dict[str, Any]) -> str | None:
     return None
 
 
-def _p(d: Difference) -> float:
-    """The two-sided p-value of a difference (older reports: from the one-sided share)."""
-    if d.p_value is not None:
-        return d.p_value
-    return min(1.0, 2 * min(d.p_a_not_better, 1 - d.p_a_not_better))
-
-
-def versus(
-    best: str,
-    others: Sequence[str],
-    differences: Sequence[Difference],
-    metric: str,
-    margin: float = MARGIN,
-    alpha: float = ALPHA,
-) -> list[VersusWinner]:
-    """`best` minus each of `others` on `metric`, Holm-adjusted within this family."""
-    diffs = [(o, find_difference(differences, best, o, metric)) for o in others]
-    found = [(o, d) for o, d in diffs if d is not None]
-    adjusted = holm([_p(d) for _, d in found])
-    return [
-        VersusWinner(
-            lane=o,
-            value=d.value,
-            ci_low=d.ci_low,
-            ci_high=d.ci_high,
-            n=d.compared,
-            p_value=_p(d),
-            p_holm=p_adj,
-            clearly_worse=bool(p_adj < alpha and d.value > 0),
-            tied=is_tied(d.value, d.ci_low, d.ci_high, margin),
-        )
-        for (o, d), p_adj in zip(found, adjusted, strict=True)
-    ]
-
-
 def _per_metric(
     lanes: Sequence[LaneResult], differences: Sequence[Difference], metric: str, alpha: float
 ) -> MetricWinner | None:
@@ -200,56 +112,6 @@ def _per_metric(
             + ("" if winner.clear else ", inside the noise")
         )
     return winner
-
-
-def plan_check(
-    plan: str,
-    chosen: str | None,
-    winner: str | None,
-    lanes: Sequence[LaneResult],
-    differences: Sequence[Difference],
-    metric: str,
-    margin: float = MARGIN,
-) -> DecisionCheck:
-    """The router's plan, built as lane `chosen`, against the measured `winner`."""
-    check = DecisionCheck(
-        plan=plan, chosen_lane=chosen, winner=winner, outcome=None, margin=margin, metric=metric
-    )
-    scored = {r.name for r in lanes if r.status == "ok" and metric in r.metrics}
-    if winner is None:
-        check.note = "no lane was scored"
-        return check
-    if chosen is None or chosen not in scored:
-        check.note = (
-            f"the plan's lane `{chosen}` was not scored in this run, so the plan cannot be checked"
-        )
-        return check
-    if chosen == winner:
-        check.outcome = "matched"
-        check.regret = Interval(value=0.0, ci_low=0.0, ci_high=0.0)
-        check.n = next(r.metrics[metric].n for r in lanes if r.name == winner)
-        check.note = f"the plan's lane `{chosen}` is the measured winner"
-        return check
-    d = find_difference(differences, winner, chosen, metric)
-    if d is None:
-        check.note = f"no paired difference of `{winner}` and `{chosen}` on {metric}"
-        return check
-    check.regret = Interval(value=d.value, ci_low=d.ci_low, ci_high=d.ci_high)
-    check.n = d.compared
-    shown = f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
-    if is_tied(d.value, d.ci_low, d.ci_high, margin):
-        check.outcome = "tied"
-        check.note = (
-            f"the plan's lane `{chosen}` trails the winner `{winner}` by {shown} on {metric}, "
-            f"within the {margin:g} margin"
-        )
-    else:
-        check.outcome = "wrong"
-        check.note = (
-            f"the plan's lane `{chosen}` trails the winner `{winner}` by {shown} on {metric}, "
-            f"beyond the {margin:g} margin"
-        )
-    return check
 
 
 def _router(
@@ -331,7 +193,7 @@ def _below_baselines(
         for base in baselines
         if (d := find_difference(diffs, lane.name, base, metric)) is not None
     ]
-    adjusted = holm([_p(d) for _, _, d in pairs])  # one family: every (LLM lane, baseline)
+    adjusted = holm([p_value(d) for _, _, d in pairs])  # one family: every (LLM lane, baseline)
     below: dict[str, str] = {}
     for (lane, base, d), p_adj in zip(pairs, adjusted, strict=True):
         if d.ci_high < 0 and p_adj < alpha:

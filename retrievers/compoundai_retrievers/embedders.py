@@ -60,7 +60,7 @@ class SentenceTransformerEmbedder:
             raise RunTimeFailure(
                 f"embeddings need the local extra ({exc}); pip install 'compoundai[local]'"
             ) from None
-        from compoundai.generators.local import pick_dtype
+        from compoundai.hardware import pick_dtype
 
         device = self.ctx.resolve_device()
         self.model: Any = SentenceTransformer(path, device=device)
@@ -149,7 +149,9 @@ class OpenAIEmbedder:
 
 
 def make_embedder(name: str, ctx: RunContext) -> Embedder:
-    """The embedder for a task: an injected one from `ctx.clients["embedder"]`, else by name.
+    """The embedder for a task: an injected one from `ctx.clients["embedder"]` (tests and
+    applications replace every embedder that way), else the model `name`, loaded once per run
+    (`ctx.shared`) and shared by every lane that asks for it.
 
     Names: `hash:DIM` (the fake, also written `hash-embedder-DIM`), `openai:MODEL`, anything
     else a sentence-transformers model (bundled name, local path or hub id).
@@ -160,6 +162,10 @@ def make_embedder(name: str, ctx: RunContext) -> Embedder:
     injected = ctx.clients.get("embedder")
     if injected is not None:
         return injected
+    return ctx.shared(("embedder", name), lambda: _load_embedder(name, ctx))
+
+
+def _load_embedder(name: str, ctx: RunContext) -> Embedder:
     if match := re.fullmatch(r"hash(?:-embedder)?[:-](\d+)|hash", name):
         from compoundai.testing import HashEmbedder
 

@@ -35,6 +35,7 @@ from compoundai_retrievers.chunking import ChunkingConfig
 from compoundai_retrievers.embedders import Embedder, make_embedder
 
 DEFAULT_COLLECTION = "compoundai"
+EXACT_LIMIT = 50_000  # chunks up to which dense search is exact (about 77 MB of vectors)
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
 _META_PREFIX = "compoundai_"
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]")
@@ -94,7 +95,7 @@ class ChromaIndex:
     """A Chroma collection of chunks, with the embedder that built it.
 
     >>> index = ChromaIndex.open("out/index", embedder=HashEmbedder())  # doctest: +SKIP
-    >>> index.search("when were the Normans in Normandy?", k=3)       # doctest: +SKIP
+    >>> search(index, ["when were the Normans in Normandy?"], k=3)    # doctest: +SKIP
     """
 
     def __init__(
@@ -219,8 +220,6 @@ class ChromaIndex:
     @property
     def dense_method(self) -> str:
         """`exact` (brute force, deterministic) or `hnsw` (Chroma's approximate graph)."""
-        from compoundai_retrievers.search import EXACT_LIMIT
-
         return "exact" if self.count() <= EXACT_LIMIT else "hnsw"
 
     def info(self, *, with_sources: bool = True) -> IndexInfo:
@@ -237,20 +236,6 @@ class ChromaIndex:
             chunks=self.count(),
             sources=sources,
         )
-
-    def search(
-        self, query: str, *, k: int = 5, mode: str = "hybrid", where: dict[str, Any] | None = None
-    ) -> list[Any]:
-        """The top `k` hits for one query (see `search.search` for many queries at once)."""
-        from compoundai_retrievers.search import search
-
-        return search(self, [query], k=k, mode=mode, where=where)[0]  # type: ignore[arg-type]
-
-    def add(self, paths: Sequence[str | Path], **options: Any) -> Any:
-        """Ingest files and folders idempotently (see `ingest.ingest`); returns the report."""
-        from compoundai_retrievers.ingest import ingest
-
-        return ingest(paths, self, **options)
 
     # -- records ---------------------------------------------------------------------------
 
@@ -286,6 +271,50 @@ class ChromaIndex:
                     row["embedding"] = vec
                 yield rid, row
             offset += len(ids)
+
+    def export_records(self, folder: Path) -> dict[str, str]:
+        """Write every record (`records.jsonl`: id, text, metadata) and its vector
+        (`embeddings.safetensors`) into `folder`, so the index can be rebuilt without Chroma's
+        own files (which include a pickle) and without embedding anything again."""
+        import json
+
+        from safetensors.numpy import save_file
+
+        folder.mkdir(parents=True, exist_ok=True)
+        rows, vectors = [], []
+        for rid, row in self.iter_records(["documents", "metadatas", "embeddings"], page=2000):
+            vectors.append(np.asarray(row.pop("embedding"), dtype=np.float32))
+            rows.append({"id": rid, "text": row.pop("document", None), "metadata": row})
+        with open(folder / "records.jsonl", "w", encoding="utf-8") as fh:
+            for out in rows:
+                fh.write(json.dumps(out, ensure_ascii=False) + "\n")
+        matrix = np.stack(vectors) if vectors else np.zeros((0, self.dim), np.float32)
+        save_file(
+            {"embeddings": np.ascontiguousarray(matrix)}, str(folder / "embeddings.safetensors")
+        )
+        return {"records": "records.jsonl", "embeddings": "embeddings.safetensors"}
+
+    def import_records(self, records: Path, embeddings: Path) -> int:
+        """Write the records `export_records` saved back into this collection; how many."""
+        from safetensors.numpy import load_file
+
+        from compoundai.data import read_jsonl
+
+        rows = read_jsonl(records)
+        vectors = load_file(str(embeddings))["embeddings"]
+        if len(rows) != len(vectors):
+            raise UserInputError(
+                f"{records.parent}: {len(rows)} records but {len(vectors)} vectors",
+                hint="the saved index is damaged; build it again",
+            )
+        if rows:
+            self.write(
+                [r["id"] for r in rows],
+                vectors,
+                [r["text"] for r in rows],
+                [r["metadata"] for r in rows],
+            )
+        return len(rows)
 
     def write(
         self,

@@ -31,12 +31,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from compoundai.errors import UserInputError
-from compoundai_retrievers.index import ChromaIndex
+from compoundai_retrievers.index import EXACT_LIMIT, ChromaIndex
 
 Mode = Literal["dense", "bm25", "hybrid"]
 Where = dict[str, Any]
 RRF_K = 60
-EXACT_LIMIT = 50_000  # chunks up to which dense search is exact (about 77 MB of vectors)
 
 
 class Hit(BaseModel):
@@ -79,11 +78,21 @@ def search(
     if mode == "bm25":
         return keyword_search(index, queries, k=k, where=where)
     if mode == "hybrid":
-        depth = max(4 * k, 50)
-        dense = dense_search(index, queries, k=depth, where=where)
-        keyword = keyword_search(index, queries, k=depth, where=where)
-        return [fuse([d, b], k) for d, b in zip(dense, keyword, strict=True)]
+        return hybrid_search(index, queries, k=k, where=where)[0]
     raise UserInputError(f"unknown search mode {mode!r}: use dense, bm25 or hybrid")
+
+
+def hybrid_search(
+    index: ChromaIndex, queries: Sequence[str], *, k: int = 5, where: Where | None = None
+) -> tuple[list[list[Hit]], list[float]]:
+    """Reciprocal-rank fusion of dense and BM25, and each query's best dense cosine (which the
+    fused scores, being ranks, cannot tell: the rag lane abstains when it is low)."""
+    depth = max(4 * k, 50)
+    dense = dense_search(index, queries, k=depth, where=where)
+    keyword = keyword_search(index, queries, k=depth, where=where)
+    fused = [fuse([d, b], k) for d, b in zip(dense, keyword, strict=True)]
+    best = [max((h.score for h in d), default=0.0) for d in dense]
+    return fused, best
 
 
 def dense_search(

@@ -12,6 +12,7 @@ from compoundai.errors import UserInputError
 from compoundai.lanes import CompoundLane, lanes_for
 from compoundai.lanes.rag import ABSTAIN_TEXT, CONTEXT_RULES
 from compoundai.system import CompoundSystem
+from compoundai.system_dir import load_system, save_system
 from compoundai.task import load_task
 from tests.adapters.conftest import LABELS, make_task, task_without_training_rows, write_jsonl
 
@@ -25,7 +26,7 @@ def label_task(tmp_path: Path, model: Path, rows: list[dict], **extra) -> Path:
 
 
 def training_chats(system: CompoundSystem) -> list[list[dict[str, str]]]:
-    rows = (Path(system.info["adapter"]).parent / "train.jsonl").read_text().splitlines()
+    rows = (Path(system.info.adapter).parent / "train.jsonl").read_text().splitlines()
     return [json.loads(r)["messages"] for r in rows]
 
 
@@ -37,7 +38,7 @@ def test_labels_train_on_retrieved_demos_without_the_example_itself(
     system = CompoundLane().build(task, ctx)
     assert system.name == "compound" and system.lane == "compound"
     assert "generator" not in ctx.clients  # the base generator was never loaded for it
-    manifest = json.loads((Path(system.info["adapter"]) / "manifest.json").read_text())
+    manifest = json.loads((Path(system.info.adapter) / "manifest.json").read_text())
     assert manifest["stage"] == "sft" and manifest["examples"] == 12
     chats = training_chats(system)
     assert len(chats) == 12
@@ -55,7 +56,7 @@ def test_labels_train_on_retrieved_demos_without_the_example_itself(
     answer = system.invoke(query)
     assert answer.output in LABELS and len(answer.extra["retrieved_ids"]) == 5
 
-    again = CompoundSystem.load(system.save(tmp_path / "saved"), ctx=ctx)
+    again = load_system(save_system(system, tmp_path / "saved"), ctx=ctx)
     assert again.name == "compound" and again.invoke(query).output == answer.output
 
 

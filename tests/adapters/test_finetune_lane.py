@@ -18,12 +18,12 @@ def test_builds_trains_and_answers_with_a_label(tmp_path, tiny_model_dir, sft_ro
     task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows))
     system = FinetuneLane().build(task, ctx)
 
-    adapter = Path(system.info["adapter"])
+    adapter = Path(system.info.adapter)
     assert (adapter / "adapter_model.safetensors").is_file()
     manifest = json.loads((adapter / "manifest.json").read_text())
     assert manifest["stage"] == "sft" and manifest["examples"] == len(sft_rows)
     assert manifest["metrics"]["final_loss"] < manifest["metrics"]["first_loss"]
-    assert system.info["forgetting"]["perplexity_before"] > 0
+    assert system.info.forgetting.perplexity_before > 0
     # the adapter learnt the contract: its prompt is the instructions alone, as in training
     chat = system.prompts(["my card has not arrived 3"])[0]
     assert chat[0] == {"role": "system", "content": "Name the intent."}
@@ -34,11 +34,11 @@ def test_builds_trains_and_answers_with_a_label(tmp_path, tiny_model_dir, sft_ro
 def test_second_build_reuses_the_adapter(tmp_path, tiny_model_dir, sft_rows, ctx):
     task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows))
     first = FinetuneLane().build(task, ctx)
-    stamp = (Path(first.info["adapter"]) / "adapter_model.safetensors").stat().st_mtime_ns
+    stamp = (Path(first.info.adapter) / "adapter_model.safetensors").stat().st_mtime_ns
     second = FinetuneLane().build(task, ctx)
-    assert second.info["adapter"] == first.info["adapter"]
-    assert second.info["fingerprint"] == first.info["fingerprint"]
-    assert (Path(second.info["adapter"]) / "adapter_model.safetensors").stat().st_mtime_ns == stamp
+    assert second.info.adapter == first.info.adapter
+    assert second.info.fingerprint == first.info.fingerprint
+    assert (Path(second.info.adapter) / "adapter_model.safetensors").stat().st_mtime_ns == stamp
 
 
 def test_changed_data_trains_a_new_adapter(tmp_path, tiny_model_dir, sft_rows, ctx):
@@ -47,7 +47,7 @@ def test_changed_data_trains_a_new_adapter(tmp_path, tiny_model_dir, sft_rows, c
     other.mkdir()
     task = load_task(make_task(other, tiny_model_dir, sft_rows[:-3]))
     second = FinetuneLane().build(task, ctx)
-    assert second.info["fingerprint"] != first.info["fingerprint"]
+    assert second.info.fingerprint != first.info.fingerprint
 
 
 def test_sft_then_dpo_on_preference_pairs(tmp_path, tiny_model_dir, sft_rows, ctx):
@@ -60,9 +60,9 @@ def test_sft_then_dpo_on_preference_pairs(tmp_path, tiny_model_dir, sft_rows, ct
     lanes = lanes_for(["finetune"], task)
     assert [lane.name for lane in lanes] == ["finetune/sft", "finetune/sft+dpo"]
     system = lanes[1].build(task, ctx)
-    manifest = json.loads((Path(system.info["adapter"]) / "manifest.json").read_text())
+    manifest = json.loads((Path(system.info.adapter) / "manifest.json").read_text())
     assert manifest["stage"] == "dpo"
-    assert Path(system.info["base_model"]).name == "sft-merged"
+    assert Path(system.info.base_model).name == "sft-merged"
     assert system.invoke("what is the exchange rate").output in LABELS
     # the served model is the DPO one: it prefers the chosen answer more than SFT alone did
     sft = lanes[0].build(task, ctx)
@@ -92,10 +92,10 @@ def test_a_trained_adapter_is_used_without_training(tmp_path, tiny_model_dir, sf
     trained = FinetuneLane().build(load_task(make_task(tmp_path, tiny_model_dir, sft_rows)), ctx)
     other = tmp_path / "given"
     other.mkdir()
-    path = make_task(other, tiny_model_dir, sft_rows, finetune={"adapter": trained.info["adapter"]})
+    path = make_task(other, tiny_model_dir, sft_rows, finetune={"adapter": trained.info.adapter})
     fresh = RunContext(cache_dir=tmp_path / "fresh-cache", progress=False)
     system = FinetuneLane().build(load_task(path), fresh)
-    assert system.info["adapter"] == trained.info["adapter"]
+    assert system.info.adapter == trained.info.adapter
     assert not (tmp_path / "fresh-cache" / "adapters").exists()  # nothing trained
     text = "my card has not arrived 3"
     assert system.invoke(text).output == trained.invoke(text).output
@@ -116,26 +116,26 @@ def test_pretrain_then_sft_on_the_documents(tmp_path, tiny_model_dir, sft_rows, 
     lanes = lanes_for(["finetune"], task)
     assert [lane.name for lane in lanes] == ["finetune/sft", "finetune/pretrain+sft"]
     system = lanes[1].build(task, ctx)
-    adapter = Path(system.info["adapter"])
+    adapter = Path(system.info.adapter)
     manifest = json.loads((adapter / "manifest.json").read_text())
     assert manifest["stage"] == "sft"
     # SFT trained on (and is served over) the base with the pretrain adapter merged in
-    assert Path(system.info["base_model"]).name == "merged"
-    pretrain_dir = Path(system.info["base_model"]).parent
+    assert Path(system.info.base_model).name == "merged"
+    pretrain_dir = Path(system.info.base_model).parent
     first = json.loads((pretrain_dir / "adapter" / "manifest.json").read_text())
     assert first["stage"] == "pretrain"
     assert first["metrics"]["final_loss"] < first["metrics"]["first_loss"]
     # forgetting runs from the original base, before the pretrain stage
-    forgetting = system.info["forgetting"]
-    assert forgetting["perplexity_before"] == first["metrics"]["forgetting"]["perplexity_before"]
-    assert forgetting["perplexity_after"] == manifest["metrics"]["forgetting"]["perplexity_after"]
+    forgetting = system.info.forgetting
+    assert forgetting.perplexity_before == first["metrics"]["forgetting"]["perplexity_before"]
+    assert forgetting.perplexity_after == manifest["metrics"]["forgetting"]["perplexity_after"]
     # and its cost counts both stages' training
     both = first["metrics"]["train_seconds"] + manifest["metrics"]["train_seconds"]
-    assert system.info["training"]["train_seconds"] == pytest.approx(both, abs=0.1)
+    assert system.info.training.train_seconds == pytest.approx(both, abs=0.1)
     assert system.invoke("my card has not arrived 3").output in LABELS
     # a second build reuses both stages
     again = FinetuneLane(("pretrain", "sft")).build(task, ctx)
-    assert again.info["adapter"] == system.info["adapter"]
+    assert again.info.adapter == system.info.adapter
 
 
 def test_pretrain_without_documents_is_a_clear_error(tmp_path, tiny_model_dir, sft_rows, ctx):

@@ -227,3 +227,19 @@ def test_saved_adapter_passes_vllm_rules_and_a_bad_one_does_not(
     problems = " | ".join(vllm_problems(out, max_lora_rank=16))
     for expected in ("rank 12", "DoRA", "modules_to_save", "bias='all'"):
         assert expected in problems
+
+
+def test_training_rows_and_served_prompts_render_identically(tiny_model_dir):
+    """One chat renderer: the tokens SFT trains on before the answer are the tokens the
+    generator is prompted with (no training/serving skew)."""
+    from compoundai.generators.local import LocalGenerator
+    from compoundai_adapters.sft import SFTConfig, chat_of, tokenize_chat
+
+    generator = LocalGenerator(str(tiny_model_dir))
+    config = SFTConfig(output_dir="x", train_file="y", system="Name the intent.")
+    row = {"prompt": "my card has not arrived", "completion": "card_arrival"}
+    chat = chat_of(row, config)
+    seq = tokenize_chat(generator.tokenizer, chat)
+    answer_starts = seq.target.index(True)
+    served = generator.tokenizer(generator.render(chat[:-1]), add_special_tokens=False)
+    assert seq.ids[:answer_starts] == served["input_ids"]

@@ -9,16 +9,15 @@ The rag lane carries retrieved ids and passages; the fine-tuned lanes carry trai
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from compoundai.contract import Answer, BuildInfo, ForgettingFacts, TrainingFacts
 from compoundai.data import Example
-from compoundai.system import Answer
 from compoundai.testing import FakeGenerator
-from compoundai_evaluators import Report, compare, decide_verdict
+from compoundai_evaluators import Report, compare
 from compoundai_evaluators.cost import PriceTable
 
 LABELS = ["card_arrival", "exchange_rate", "top_up", "lost_card", "refund", "pin_blocked"]
@@ -39,12 +38,12 @@ class ScriptedSystem:
         latency_ms: float,
         *,
         retrieves: bool = False,
-        info: dict[str, Any] | None = None,
+        info: BuildInfo | None = None,
     ) -> None:
         self.name, self.lane, self.accuracy = name, lane, accuracy
         self.latency_ms, self.retrieves = latency_ms, retrieves
         self.generator = FakeGenerator(name=f"fake-{lane}")
-        self.info = info or {}
+        self.info = info or BuildInfo()
         self.calls = 0
         self.truth: dict[str, str] = {}
 
@@ -81,20 +80,24 @@ def make_systems(cases: list[Example]) -> list[ScriptedSystem]:
     systems = [
         ScriptedSystem("prompt/zero-shot", "prompt", 0.45, 40),
         ScriptedSystem("prompt/5-shot", "prompt", 0.62, 90),
-        ScriptedSystem("rag", "rag", 0.66, 140, retrieves=True, info={"build_seconds": 20}),
+        ScriptedSystem("rag", "rag", 0.66, 140, retrieves=True, info=BuildInfo(build_seconds=20)),
         ScriptedSystem(
             "finetune",
             "finetune",
             0.93,
             45,
-            info={
-                "train_seconds": 900,
-                "train_tokens": 250_000,
-                "forgetting": {"perplexity_before": 20.0, "perplexity_after": 20.8},
-            },
+            info=BuildInfo(
+                training=TrainingFacts(train_seconds=900, tokens=250_000),
+                forgetting=ForgettingFacts(perplexity_before=20.0, perplexity_after=20.8),
+            ),
         ),
         ScriptedSystem(
-            "compound", "compound", 0.94, 160, retrieves=True, info={"train_seconds": 1200}
+            "compound",
+            "compound",
+            0.94,
+            160,
+            retrieves=True,
+            info=BuildInfo(training=TrainingFacts(train_seconds=1200)),
         ),
     ]
     for s in systems:
@@ -103,54 +106,36 @@ def make_systems(cases: list[Example]) -> list[ScriptedSystem]:
 
 
 def build_report(out_cache: Path | None = None, n: int = 120) -> Report:
-    """A full report from scripted lanes: what `run_task` assembles, without a task file."""
+    """A full report from scripted lanes, assembled as `run_task` does (`build_report`)."""
+    from compoundai_evaluators import build_report as assemble
     from compoundai_evaluators.cache import OutputCache
 
     cases = make_cases(n)
-    systems = make_systems(cases)
     comparison = compare(
-        systems,
+        make_systems(cases),
         cases,
         ["accuracy", "macro_f1"],
         cache=OutputCache(out_cache) if out_cache else None,
         prices=PriceTable(),
     )
-    constraints = {"max_latency_ms": 190.0, "local_only": True}
-    verdict = decide_verdict(
-        comparison.lanes,
-        comparison.differences,
-        "accuracy",
-        "finetune",
-        constraints,
-        plan="sft",
-        plan_lane="finetune",
-    )
-    for lane in comparison.lanes:
-        lane.info.pop("predictions", None)
-    return Report(
-        task="scripted-intents",
+    report, _ = assemble(
+        "scripted-intents",
+        comparison,
+        primary_metric="accuracy",
         decision={
             "plan": "sft",
+            "lane": "finetune",
             "ranked": [{"lane": "finetune", "score": 3.0}, {"lane": "prompt", "score": 1.5}],
             "reasons": [
                 {"lane": "finetune", "signal": "n_labels", "value": 6, "text": "a fixed label set"}
             ],
         },
-        lanes=comparison.lanes,
-        primary_metric="accuracy",
-        winner=verdict.overall,
-        router_correct=verdict.router.correct,
-        router_note=verdict.router.note,
-        decision_check=verdict.decision_check,
-        comparisons=comparison.differences,
-        verdict=verdict,
-        metric_descriptions=comparison.descriptions,
-        constraints=constraints,
-        prices=PriceTable().model_dump(),
+        constraints={"max_latency_ms": 190.0, "local_only": True},
+        prices=PriceTable(),
         cases={"split": "test", "n": n, "sampling": f"all {n} cases"},
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        versions={"python": "3"},
     )
+    report.versions = {"python": "3"}
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,13 @@ from typing import ClassVar
 
 import pytest
 
+from compoundai.contract import BuildInfo, OutputContract, TrainingFacts
 from compoundai.data import PreferencePair
-from compoundai.system import CompoundSystem, OutputContract
+from compoundai.system import CompoundSystem
 from compoundai.testing import FakeGenerator
 from compoundai_evaluators import LLMJudge, OutputCache, compare, decide_verdict
 from compoundai_evaluators.cost import PriceTable, TokenPrice, lane_cost, training_of
-from compoundai_evaluators.verdict import find_difference
+from compoundai_evaluators.report import find_difference
 from tests.evaluators.conftest import make_cases, make_systems
 
 
@@ -241,7 +242,7 @@ def test_when_no_lane_meets_the_constraints_the_best_is_named_and_flagged():
 
 
 def test_training_time_comes_from_what_the_finetune_lane_records():
-    # `adapter_generator` puts the manifest's metrics under info["training"]
-    info = {"training": {"steps": 46, "tokens": 137128, "train_seconds": 321.4}}
+    # `adapter_generator` puts the manifest's metrics under info.training
+    info = BuildInfo(training=TrainingFacts(steps=46, tokens=137128, train_seconds=321.4))
     assert training_of(info) == (321.4, 137128)
-    assert training_of({}) == (0.0, 0)
+    assert training_of(BuildInfo()) == (0.0, 0)

@@ -9,9 +9,10 @@ import random
 import numpy as np
 import pytest
 
+from compoundai.contract import Answer, BuildInfo
 from compoundai.data import Example
-from compoundai.system import Answer
 from compoundai_evaluators import compare, decide_verdict
+from compoundai_evaluators.equivalence import is_tied, plan_check
 from compoundai_evaluators.metrics import Row, resolve_metrics, value_of
 from compoundai_evaluators.metrics.abstention import AbstentionAccuracy, is_unanswerable
 from compoundai_evaluators.metrics.labels import ACCURACY, MacroF1
@@ -21,9 +22,8 @@ from compoundai_evaluators.metrics.structured import (
     SLOT_F1,
     SchemaAdherence,
 )
-from compoundai_evaluators.report import Difference, LaneResult, MetricValue
+from compoundai_evaluators.report import Difference, LaneResult, MetricValue, find_difference
 from compoundai_evaluators.stats import bootstrap_counts, difference_interval, holm
-from compoundai_evaluators.verdict import find_difference, is_tied, plan_check
 from tests.evaluators.conftest import make_cases, make_systems
 
 
@@ -32,7 +32,7 @@ class Fixed:
 
     def __init__(self, name: str, lane: str, answers: dict, info: dict | None = None) -> None:
         self.name, self.lane, self.answers = name, lane, answers
-        self.info = info or {}
+        self.info = info or BuildInfo()
         self.generator = type("G", (), {"name": f"fake-{name}"})()
         self.by_input: dict[str, str] = {}
 
@@ -289,7 +289,7 @@ def test_slot_f1_compares_numbers_by_value():
 
 
 def test_system_parse_json_rejects_nan():
-    from compoundai.system import parse_json
+    from compoundai.contract import parse_json
 
     assert parse_json('{"a": NaN}') is None and parse_json('x {"a": 2} y') == {"a": 2}
 

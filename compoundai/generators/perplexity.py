@@ -1,8 +1,11 @@
-"""The forgetting check: perplexity on general text before and after a training run.
+"""Perplexity of a causal LM on general text: the forgetting check, for training and reports.
 
 Fine-tuning a small model on a narrow task can erode what it knew (catastrophic forgetting).
 Perplexity on a fixed slice of general English (WikiText-2 by default) measured before and
-after, with the same tokens, makes the erosion a number in the manifest and the report.
+after training, with the same tokens, makes the erosion a number. Why here, in a leaf of the
+core: the training stack measures it before and after each stage (the adapter manifest), and a
+report measures it for any local system (`--general-text`); evaluation must see systems, not
+trainers, so both call this instead of one importing the other.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 
 def general_text_tokens(path: str | Path, tokenizer: Any, max_tokens: int) -> list[int]:
+    """The first `max_tokens` token ids of a text file."""
     text = Path(path).read_text(encoding="utf-8")
     ids: list[int] = tokenizer(text[: max_tokens * 8], add_special_tokens=False)["input_ids"]
     return ids[:max_tokens]
