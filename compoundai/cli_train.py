@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from compoundai.cli_common import _ctx, _errors_to_exit_codes
+from compoundai.tracking import Tracking, tracking_options
 
 
 @click.group()
@@ -25,10 +26,20 @@ def _stage_command(stage: str, doc: str) -> click.Command:
     @click.command(name=stage, help=doc)
     @click.argument("config_file", type=click.Path(path_type=Path))
     @click.option("--resume", is_flag=True, help="Continue from the last checkpoint.")
+    @tracking_options
     @click.pass_obj
     @_errors_to_exit_codes
-    def command(obj: dict[str, Any], config_file: Path, resume: bool) -> None:
+    def command(
+        obj: dict[str, Any],
+        config_file: Path,
+        resume: bool,
+        track: str | None,
+        tracking_uri: str | None,
+    ) -> None:
         from compoundai_adapters.common import load_config
+
+        tracking = Tracking(track, tracking_uri)
+        tracking.check()  # before training: a missing MLflow is said now, not after an hour
 
         if stage == "sft":
             from compoundai_adapters.sft import SFTConfig as Config
@@ -59,6 +70,7 @@ def _stage_command(stage: str, doc: str) -> click.Command:
                 f"{f.perplexity_after} (x{f.ratio})"
             )
         click.echo(json.dumps({"adapter": str(out), **m.model_dump(mode="json")}, default=str))
+        tracking.training(out, config=config.model_dump(mode="json"))
 
     return command
 
