@@ -36,6 +36,14 @@ from compoundai.cli_common import _ctx, _errors_to_exit_codes
 @click.option(
     "--max-queue", type=int, default=256, show_default=True, help="Waiting requests before 503."
 )
+@click.option(
+    "--allow-remote",
+    "allow_remote",
+    multiple=True,
+    metavar="URL",
+    help="A server base URL a system may send its inputs (and OPENAI_API_KEY) to; repeatable "
+    "[env: COMPOUNDAI_ALLOW_REMOTE, comma-separated]. Others are refused.",
+)
 @click.pass_obj
 @_errors_to_exit_codes
 def serve(
@@ -49,6 +57,7 @@ def serve(
     max_tokens_limit: int,
     max_input_chars: int,
     max_queue: int,
+    allow_remote: tuple[str, ...],
 ) -> None:
     """Serve built systems at http://HOST:PORT/v1 (chat completions, models, health).
 
@@ -72,7 +81,7 @@ def serve(
         raise UserInputError("the --max-* options must be at least 1")
     ctx = _ctx(obj)
     ctx.progress = False
-    loaded = load_systems(systems, ctx)
+    loaded = load_systems(systems, ctx, allow_remote=allow_remote)
     settings = ServeSettings(
         api_key=api_key,
         max_body_bytes=max_body_bytes,

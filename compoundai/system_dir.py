@@ -23,9 +23,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -41,6 +42,7 @@ from compoundai.lanes.rag.lane import SYSTEMS as RAG_SYSTEMS
 from compoundai.lanes.rag.systems import RetrievingSystem
 from compoundai.provenance import file_sha256, json_digest, now, versions
 from compoundai.system import CompoundSystem, DemoBank, NoGenerator
+from compoundai.system_trust import MODEL_WEIGHTS, check_system_dir, confined
 
 if TYPE_CHECKING:
     from compoundai.task import Task
@@ -65,8 +67,8 @@ class GenerationSpec(Strict):
     max_new_tokens: int = Field(64, gt=0, le=32_768)
     temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
-    seed: int | None = None
-    stop: list[str] = Field(default_factory=list)
+    seed: int | None = Field(None, ge=0, lt=2**32)
+    stop: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list, max_length=16)
 
 
 class GeneratorRef(Strict):
@@ -142,6 +144,8 @@ KINDS: dict[str, type[CompoundSystem]] = {"compound": CompoundSystem, "rag": Ret
 def read_system_file(folder: Path) -> SystemFile:
     """system.json of a saved system, validated; a user error naming every bad field."""
     path = folder / SYSTEM_FILE
+    if path.is_symlink():
+        confined(folder, SYSTEM_FILE, SYSTEM_FILE)  # a link that stays inside is fine
     if not path.is_file():
         raise UserInputError(
             f"{folder} is not a compoundai system (no {SYSTEM_FILE})",
@@ -215,7 +219,13 @@ def _system_file(system: CompoundSystem, folder: Path) -> SystemFile:
     gen_ref, copy_base = generator_reference(system.generator, system.info, system.ctx)
     info = system.info.model_copy()
     if copy_base:
-        copy_safe(Path(gen_ref.model), folder / "base_model")
+        base = Path(gen_ref.model)
+        if not any((base / name).is_file() for name in MODEL_WEIGHTS):
+            raise RunTimeFailure(
+                f"cannot save the base model {base}: no safetensors weights there "
+                "(pickled .bin weights are never copied or loaded)"
+            )
+        copy_safe(base, folder / "base_model")
         gen_ref.copied_from, gen_ref.model = gen_ref.model, "base_model"
         gen_ref.model_in_system = True
     if system.info.adapter:
@@ -265,12 +275,11 @@ def generator_reference(
     if isinstance(generator, LocalGenerator):
         model = str(info.base_model or generator.name)
         path = Path(model)
-        # A model derived during the build (e.g. the SFT-merged base that DPO trained on)
-        # lives in the cache, which may be cleared: it travels with the system.
-        derived = (
-            path.is_dir() and _inside(path, ctx.cache_dir) and not _inside(path, ctx.models_dir)
-        )
-        return GeneratorRef(backend="local", model=model), derived
+        # A local model folder outside the model store (one derived during the build, e.g.
+        # the SFT-merged base that DPO trained on, or the user's own) travels with the system:
+        # a loaded system reads no path outside its directory (`compoundai.system_trust`).
+        local = path.is_dir() and not _inside(path, ctx.models_dir)
+        return GeneratorRef(backend="local", model=model), local
     kind = f"{type(generator).__module__}.{type(generator).__qualname__}"
     return GeneratorRef(backend="custom", model=getattr(generator, "name", ""), class_=kind), False
 
@@ -279,17 +288,29 @@ def generator_reference(
 
 
 def load_system(
-    path: str | Path, ctx: RunContext | None = None, *, generator: Generator | None = None
+    path: str | Path,
+    ctx: RunContext | None = None,
+    *,
+    generator: Generator | None = None,
+    allow_remote: Sequence[str] = (),
 ) -> CompoundSystem:
     """The system saved in `path`, ready to `invoke`.
 
     The generator is rebuilt from its reference (a local model with the saved adapter, or an
     OpenAI-compatible server); pass `generator=` (or put one in `ctx.clients`) to override it,
-    which a system saved with a custom generator requires.
+    which a system saved with a custom generator requires. Everything `system.json` points at
+    is checked before it is opened (`compoundai.system_trust.check_system_dir`): paths stay
+    inside the directory, weights are safetensors, and a server gets the inputs (and
+    `OPENAI_API_KEY`) only if its base URL is in `allow_remote`, `COMPOUNDAI_ALLOW_REMOTE` or
+    is the user's `OPENAI_BASE_URL`.
     """
     folder = Path(path).expanduser()
     saved = read_system_file(folder)
     ctx = ctx or RunContext()
+    injected = generator is not None or (
+        saved.generator.backend == "custom" and "generator" in ctx.clients
+    )
+    check_system_dir(folder, saved, ctx, allow_remote=allow_remote, generator_given=injected)
     info = saved.info.model_copy()
     if saved.generator.adapter:
         info.adapter = str(folder / saved.generator.adapter)
@@ -300,7 +321,7 @@ def load_system(
 
         examples = [
             Example(str(r["id"]), r["input"], r.get("output"))
-            for r in read_jsonl(folder / saved.demos.file)
+            for r in read_jsonl(confined(folder, saved.demos.file, "demos.file"))
         ]
         demos = DemoBank(examples, make_embedder(saved.demos.embedder, ctx))
     gen = saved.generation

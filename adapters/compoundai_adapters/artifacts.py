@@ -131,7 +131,7 @@ def merge_and_export(adapter_dir: str | Path, out_dir: str | Path, ctx: Any = No
 
     manifest = read_manifest(adapter_dir)
     base_path = ModelStore(ctx or RunContext()).resolve(manifest.base_model)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype="float32")
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype="float32", use_safetensors=True)
     merged = load_adapter(adapter_dir, base).merge_and_unload()
     out = Path(out_dir)
     merged.save_pretrained(str(out), safe_serialization=True)

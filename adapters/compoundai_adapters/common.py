@@ -111,7 +111,9 @@ def load_model(settings: TrainSettings, ctx: RunContext, device: str) -> tuple[A
     dtype = torch.bfloat16 if bf16 and settings.lora is not None else torch.float32
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, use_safetensors=True, **kwargs
+        )
     except OSError as exc:
         raise UserInputError(f"cannot load model {settings.model!r}: {exc}") from None
     if tokenizer.pad_token is None:

@@ -58,7 +58,7 @@ class LocalGenerator:
         self.dtype = pick_dtype(self.device, dtype)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
-            lm = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype)
+            lm = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, use_safetensors=True)
         except OSError as exc:
             raise UserInputError(
                 f"cannot load model {model!r} from {path}: {exc}",
@@ -91,6 +91,15 @@ class LocalGenerator:
         if adapter is not None:
             from peft import PeftModel
 
+            # PEFT falls back to a pickled adapter_model.bin when the safetensors file is
+            # missing, whatever `use_safetensors` says: refuse that here.
+            if (
+                Path(adapter).is_dir()
+                and not (Path(adapter) / "adapter_model.safetensors").is_file()
+            ):
+                raise UserInputError(
+                    f"no adapter_model.safetensors in {adapter}: pickled adapters are not loaded"
+                )
             with quiet_peft():
                 model = PeftModel.from_pretrained(model, str(adapter), use_safetensors=True)
         self.model = model.to(self.device).eval()

@@ -14,17 +14,23 @@ from compoundai.system import CompoundSystem
 
 
 def load_systems(
-    specs: Sequence[str], ctx: Any = None, *, generator: Any = None
+    specs: Sequence[str],
+    ctx: Any = None,
+    *,
+    generator: Any = None,
+    allow_remote: Sequence[str] = (),
 ) -> dict[str, CompoundSystem]:
-    """`DIR` or `NAME=DIR` → {model name: loaded system}. The name defaults to the system's."""
+    """`DIR` or `NAME=DIR` → {model name: loaded system}. The name defaults to the system's
+    (its lane variant, e.g. `prompt/5-shot`). `allow_remote`: the base URLs a system may send
+    its inputs to (see `compoundai.system_trust`)."""
+    from compoundai.system_dir import load_system
+
     systems: dict[str, CompoundSystem] = {}
     for spec in specs:
         name, sep, folder = spec.partition("=")
         if not sep:
             name, folder = "", spec
-        from compoundai.system_dir import load_system
-
-        system = load_system(Path(folder), ctx, generator=generator)
+        system = load_system(Path(folder), ctx, generator=generator, allow_remote=allow_remote)
         name = name or system.name
         if name in systems:
             raise UserInputError(

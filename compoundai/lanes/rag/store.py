@@ -12,6 +12,7 @@ knows what a task's data becomes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,24 +176,26 @@ class RagStore:
 
     @classmethod
     def restore(cls, ref: Any, system_dir: Path, ctx: RunContext) -> RagStore:
-        """Reopen the referenced index if it is intact, else rebuild it in the cache from the
-        records saved with the system (no re-embedding). `ref` is the saved `IndexRef`."""
+        """Reopen the referenced index if this cache holds it intact, else rebuild it there from
+        the records saved with the system (no re-embedding). `ref` is the saved `IndexRef`."""
         from compoundai_retrievers.chunking import ChunkingConfig
         from compoundai_retrievers.embedders import make_embedder
         from compoundai_retrievers.index import ChromaIndex
 
         embedder = make_embedder(ref.embedder, ctx)
         chunking = ChunkingConfig(**ref.chunking)
-        original = Path(ref.path).parent
-        folder = ctx.cache_dir / "rag" / original.name
-        for candidate in (original, folder):
-            if (candidate / STORE_FILE).is_file():
-                index = ChromaIndex.open(
-                    candidate / "chroma", embedder=embedder, ctx=ctx, create=False
-                )
-                store = cls(index, key=ref.key, holds=ref.holds, folder=candidate, items=ref.items)
-                if store._complete():
-                    return store
+        # `ref.path` comes from an untrusted system.json: it is never opened. Only its folder
+        # name is used, if it is a plain one, and only inside this run's cache; otherwise the
+        # index is rebuilt there from the records inside the system directory.
+        name = Path(ref.path).parent.name
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*", name):
+            name = f"system-{json_digest([ref.key, ref.path])[:16]}"
+        folder = ctx.cache_dir / "rag" / name
+        if (folder / STORE_FILE).is_file():
+            index = ChromaIndex.open(folder / "chroma", embedder=embedder, ctx=ctx, create=False)
+            store = cls(index, key=ref.key, holds=ref.holds, folder=folder, items=ref.items)
+            if store._complete():
+                return store
         index = ChromaIndex.open(folder / "chroma", embedder=embedder, chunking=chunking, ctx=ctx)
         index.import_records(system_dir / ref.records, system_dir / ref.embeddings)
         store = cls(index, key=ref.key, holds=ref.holds, folder=folder, items=ref.items)
