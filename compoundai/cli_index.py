@@ -10,6 +10,7 @@ chromadb and the models are imported inside the commands, so `import compoundai.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from compoundai.cli_common import _ctx, _errors_to_exit_codes
 from compoundai.errors import Problem, UserInputError
 
 F = TypeVar("F", bound=Callable[..., Any])
+SHOWN_SKIPPED = 20  # skipped entries listed one a line; the summary counts them all
 
 
 def _location_options(fn: F) -> F:
@@ -132,9 +134,17 @@ def index_add(
     for err in report.errors:
         where = f"{err.file}:{err.line}" if err.line else err.file
         click.echo(f"skipped {where}: {err.message}", err=True)
+    for skip in report.skipped[:SHOWN_SKIPPED]:
+        click.echo(f"skipped {skip.file}: {skip.message}", err=True)
+    if len(report.skipped) > SHOWN_SKIPPED:
+        click.echo(f"... and {len(report.skipped) - SHOWN_SKIPPED} more skipped", err=True)
+    skipped = ""
+    if report.skipped:
+        reasons = Counter(k.message.split(" '")[0] for k in report.skipped)
+        skipped = "; skipped " + ", ".join(f"{n} {why}" for why, n in sorted(reasons.items()))
     click.echo(
         f"{report.files} files, {report.chunks} chunks in {idx.location} [{collection}] "
-        f"({report.embedded} embedded, {report.seconds:.1f} s)",
+        f"({report.embedded} embedded, {report.seconds:.1f} s{skipped})",
         err=True,
     )
     click.echo(json.dumps(report.contract()))

@@ -240,21 +240,32 @@ class ChromaIndex:
     # -- records ---------------------------------------------------------------------------
 
     def records_of(self, sources: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """id -> metadata of every record whose source is one of `sources`."""
+        """id -> metadata of every record whose source is one of `sources` (paged)."""
         out: dict[str, dict[str, Any]] = {}
         for start in range(0, len(sources), 500):
-            part = list(sources[start : start + 500])
-            got = self.collection.get(where={"source": {"$in": part}}, include=["metadatas"])
-            out.update(zip(got["ids"], got["metadatas"] or [], strict=True))
+            where = {"source": {"$in": list(sources[start : start + 500])}}
+            out.update(self.iter_records(["metadatas"], where=where))
         return out
 
     def iter_records(
-        self, include: Sequence[str] = ("metadatas",), page: int = 5000
+        self,
+        include: Sequence[str] = ("metadatas",),
+        page: int = 5000,
+        *,
+        where: dict[str, Any] | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Every record as (id, {"metadata"..., "document": text if asked}), paged."""
+        """Every record (matching `where`) as (id, {metadata..., "document": text, "embedding":
+        vector, if asked}), `page` records per request.
+
+        Every lookup pages: Chroma fetches a query's matches with one SQL statement, and more
+        than SQLite's 32,766 variables (one file of 33,841 chunks) fails with "too many SQL
+        variables".
+        """
         offset = 0
         while True:
-            got = self.collection.get(limit=page, offset=offset, include=list(include))
+            got = self.collection.get(
+                where=where or None, limit=page, offset=offset, include=list(include)
+            )
             ids = got["ids"]
             if not ids:
                 return
@@ -271,6 +282,8 @@ class ChromaIndex:
                     row["embedding"] = vec
                 yield rid, row
             offset += len(ids)
+            if len(ids) < page:
+                return
 
     def export_records(self, folder: Path) -> dict[str, str]:
         """Write every record (`records.jsonl`: id, text, metadata) and its vector

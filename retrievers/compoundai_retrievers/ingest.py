@@ -7,9 +7,14 @@ query tells what the index already holds for them. Then, per batch:
 1. chunks whose id is already there are **unchanged**: not embedded, not written (if only their
    offsets moved, the metadata is updated in place);
 2. the rest are embedded (identical texts once; a text already embedded anywhere in the index
-   reuses that vector) and upserted: **added** for a file new to the index, **replaced** for a
-   changed file;
+   reuses that vector) and upserted: **replaced** for a file whose indexed chunks were cut from
+   another version of it (each record carries `source_version`, a digest of its file's text),
+   **added** otherwise: a file new to the index, or the chunks a killed run did not write;
 3. only then are the file's stale chunks deleted (**removed**).
+
+Every lookup is paged (`ChromaIndex.iter_records`): one file of 33,841 chunks, or one
+boilerplate paragraph repeated across a corpus, matches more records than SQLite's 32,766
+variables allow in the one statement an unpaged Chroma `get` runs.
 
 Writing before deleting is what makes a killed run safe: at any instant a file has its old
 chunks, or old and new, or new; re-running the same command converges (upserts are keyed by
@@ -36,12 +41,20 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from compoundai.errors import Problem
+from compoundai.provenance import json_digest
 from compoundai_retrievers.chunking import Chunk, chunk_document, make_splitter, word_count
 from compoundai_retrievers.index import ChromaIndex
-from compoundai_retrievers.loaders import LoaderConfig, SourceDocument, discover, load_file
+from compoundai_retrievers.loaders import (
+    LoaderConfig,
+    SourceDocument,
+    discover_all,
+    load_file,
+    source_path,
+)
 
 Cleanup = Literal["none", "scoped", "full"]
 EMBED_SLICE = 1024  # chunks embedded and written per step inside a batch
+VERSION_KEY = "source_version"  # metadata: digest of the file's text when the chunk was cut
 
 
 class FileError(BaseModel):
@@ -71,6 +84,8 @@ class IngestReport(BaseModel):
     chunks: int = 0  # records in the collection after the run
     seconds: float = 0.0
     errors: list[FileError] = Field(default_factory=list)
+    # entries a folder walk did not take (hidden, unknown suffix, symlink loop, ...), and why
+    skipped: list[FileError] = Field(default_factory=list)
 
     def contract(self) -> dict[str, int]:
         """The five fields `index add` prints as its last line."""
@@ -87,8 +102,9 @@ def ingest(
 ) -> IngestReport:
     """Bring the index in line with the files under `paths`; see the module docstring."""
     started = time.perf_counter()
-    roots = [str(Path(p).expanduser().resolve()) for p in paths]
-    files = discover(roots)
+    roots = [str(source_path(p)) for p in paths]
+    found = discover_all(roots)
+    files = found.files
     loader = loader or LoaderConfig()
     docs: list[SourceDocument] = []
     problems: list[Problem] = []
@@ -102,6 +118,7 @@ def ingest(
     report = ingest_documents(docs, index, batch_size=batch_size)
     report.failed, report.files = len(failed), len(files)
     report.errors = [FileError(file=p.file, line=p.line, message=p.message) for p in problems]
+    report.skipped = [FileError(file=k.path, message=k.reason) for k in found.skipped]
     if cleanup != "none":
         seen = {str(f) for f in files}
         report.removed += remove_missing_sources(
@@ -127,7 +144,9 @@ def ingest_documents(
     splitter = make_splitter(index.chunking, length)
     by_source: dict[str, list[Chunk]] = {}
     repeats: dict[str, dict[tuple[str, str], int]] = {}
+    parts: dict[str, list[Any]] = {}
     for doc in docs:
+        parts.setdefault(doc.source, []).append([doc.text, doc.title, doc.metadata])
         by_source.setdefault(doc.source, []).extend(
             chunk_document(
                 doc,
@@ -137,6 +156,7 @@ def ingest_documents(
                 repeats=repeats.setdefault(doc.source, {}),
             )
         )
+    versions = {source: json_digest(rows)[:16] for source, rows in parts.items()}
     report = IngestReport(files=len(by_source))
     total = sum(len(c) for c in by_source.values())
     with _bar(None, index, "indexing", "chunk", total=total) as bar:
@@ -146,39 +166,49 @@ def ingest_documents(
             group.append(source)
             size += len(chunks)
             if size >= batch_size:
-                _sync_group(index, {s: by_source[s] for s in group}, report, bar)
+                _sync_group(index, {s: by_source[s] for s in group}, versions, report, bar)
                 group, size = [], 0
         if group:
-            _sync_group(index, {s: by_source[s] for s in group}, report, bar)
+            _sync_group(index, {s: by_source[s] for s in group}, versions, report, bar)
     report.chunks = index.count()
     report.seconds = round(time.perf_counter() - started, 3)
     return report
 
 
 def _sync_group(
-    index: ChromaIndex, by_source: dict[str, list[Chunk]], report: IngestReport, bar: Any
+    index: ChromaIndex,
+    by_source: dict[str, list[Chunk]],
+    versions: dict[str, str],
+    report: IngestReport,
+    bar: Any,
 ) -> None:
     """Write what is new in these sources (longest texts first, in slices), then delete
     what is stale: see the module docstring for why in that order."""
     unchanged_before = report.unchanged
     existing = index.records_of(list(by_source))
-    known_sources = {m.get("source") for m in existing.values()}
+    held_versions: dict[str, set[Any]] = {}
+    for meta in existing.values():
+        held_versions.setdefault(str(meta.get("source")), set()).add(meta.get(VERSION_KEY))
     to_write: list[Chunk] = []
     moved: list[Chunk] = []
     keep: set[str] = set()
     for source, chunks in by_source.items():
+        # New chunks of a file whose indexed chunks came from another version of it are
+        # `replaced`; those of a new file, or of this same version that a killed run left
+        # half-written, are `added`.
+        changed = bool(held_versions.get(source, set()) - {versions[source]})
         for chunk in chunks:
             keep.add(chunk.id)
             old = existing.get(chunk.id)
             if old is None:
                 to_write.append(chunk)
-                if source in known_sources:
+                if changed:
                     report.replaced += 1
                 else:
                     report.added += 1
             else:
                 report.unchanged += 1
-                if old != chunk.record_metadata():
+                if old != _metadata(chunk, versions):
                     moved.append(chunk)
     bar.update(report.unchanged - unchanged_before)
     # Sorted by length, so each embedding batch pads little; sliced, so the bar moves and a
@@ -190,15 +220,20 @@ def _sync_group(
             [c.id for c in part],
             _vectors_for(index, part, report),
             [c.text for c in part],
-            [c.record_metadata() for c in part],
+            [_metadata(c, versions) for c in part],
         )
         bar.update(len(part))
     if moved:
-        index.update_metadata([c.id for c in moved], [c.record_metadata() for c in moved])
+        index.update_metadata([c.id for c in moved], [_metadata(c, versions) for c in moved])
     stale = [rid for rid in existing if rid not in keep]
     if stale:
         index.delete(stale)
         report.removed += len(stale)
+
+
+def _metadata(chunk: Chunk, versions: dict[str, str]) -> dict[str, Any]:
+    """A chunk's record metadata, with the version (digest) of the file it was cut from."""
+    return {**chunk.record_metadata(), VERSION_KEY: versions[chunk.source]}
 
 
 def _vectors_for(index: ChromaIndex, chunks: list[Chunk], report: IngestReport) -> np.ndarray:
@@ -207,13 +242,10 @@ def _vectors_for(index: ChromaIndex, chunks: list[Chunk], report: IngestReport) 
     known: dict[str, np.ndarray] = {}
     hashes = list(by_hash)
     for start in range(0, len(hashes), 500):
-        got = index.collection.get(
-            where={"content_hash": {"$in": hashes[start : start + 500]}},
-            include=["metadatas", "embeddings"],
-        )
-        vectors = got["embeddings"] if got["embeddings"] is not None else []
-        for meta, vec in zip(got["metadatas"] or [], vectors, strict=True):
-            known[str(meta["content_hash"])] = np.asarray(vec, dtype=np.float32)
+        # paged: boilerplate repeated across a corpus matches thousands of records per hash
+        where = {"content_hash": {"$in": hashes[start : start + 500]}}
+        for _, row in index.iter_records(["metadatas", "embeddings"], where=where):
+            known.setdefault(str(row["content_hash"]), np.asarray(row["embedding"], np.float32))
     missing = [h for h in hashes if h not in known]
     if missing:
         fresh = index.embedder.embed([by_hash[h] for h in missing])

@@ -4,8 +4,10 @@ Why per file, with problems instead of exceptions: an ingestion run over a folde
 at the first bad file. Each file either yields documents or one `FileProblem` that says what is
 wrong and where (a binary file, bytes that are not UTF-8 with the line they sit on, an empty
 file, a file over the size limit, a JSONL row that is not an object), and the rest of the folder
-ingests. Every document carries its `source` (the file's resolved path, the unit a re-ingestion
-replaces or removes) and a title; JSONL rows also carry their own id and metadata fields.
+ingests. Every document carries its `source` (the file's absolute path, its folder resolved
+but a symlinked file under the link's own name: the unit a re-ingestion replaces or removes)
+and a title; JSONL rows also carry their own id and metadata fields. A folder walk says what it
+skipped and why (hidden, unknown suffix, symlinked folder, symlink loop, not a regular file).
 
     >>> docs, problems = load_paths(["docs/"])            # doctest: +SKIP
     >>> docs[0].source, docs[0].title                     # doctest: +SKIP
@@ -14,7 +16,9 @@ replaces or removes) and a title; JSONL rows also carry their own id and metadat
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +33,10 @@ TEXT_SUFFIXES = {".txt", ".text", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
 KNOWN_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".jsonl", ".pdf"}
 MetadataValue = str | int | float | bool
+# Text has tabs, newlines, form feeds and the odd ANSI escape; a file where more than this share
+# of the first 8 KB is other control bytes is binary, even without a NUL.
+MAX_CONTROL_SHARE = 0.1
+_CONTROL_BYTES = [b for b in range(32) if b not in (9, 10, 11, 12, 13, 27)] + [127]
 
 
 class LoaderConfig(BaseModel):
@@ -68,31 +76,104 @@ class LoadedFile:
     problems: list[Problem] = field(default_factory=list)
 
 
-def discover(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand folders (recursively, known suffixes only, hidden entries skipped) into files.
+@dataclass(frozen=True)
+class Skipped:
+    """An entry a folder walk did not take, and why (`index add` says so in its summary)."""
 
-    A file named explicitly is always taken, whatever its suffix; a path that does not exist is
-    the user's mistake and raises `UserInputError` listing every such path.
+    path: str
+    reason: str
+
+
+@dataclass
+class Discovery:
+    """The files a walk found, and every entry it skipped."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def source_path(path: str | Path) -> Path:
+    """The path a file is indexed under: absolute, its folder resolved, its own name kept.
+
+    A symlinked file is indexed under the link, not its target, so the link's folder scopes it
+    (`--cleanup scoped`) and deleting the link removes its chunks.
+
+    >>> source_path("/tmp/../tmp/notes.md")
+    PosixPath('/tmp/notes.md')
+    """
+    absolute = Path(os.path.abspath(Path(path).expanduser()))
+    return absolute.parent.resolve() / absolute.name if absolute.name else absolute
+
+
+def discover(paths: Iterable[str | Path]) -> list[Path]:
+    """The files under `paths` (see `discover_all`, which also says what it skipped).
 
     >>> discover(["README.md"])                          # doctest: +SKIP
     [PosixPath('/work/main/README.md')]
     """
+    return discover_all(paths).files
+
+
+def discover_all(paths: Iterable[str | Path]) -> Discovery:
+    """Expand folders (recursively, known suffixes only) into files, and list what was skipped:
+    hidden entries, unknown suffixes, symlinked folders (not followed, so no loop), symlink
+    loops and broken links, and anything that is not a regular file.
+
+    A file named explicitly is always taken, whatever its suffix; a path that does not exist is
+    the user's mistake and raises `UserInputError` listing every such path.
+    """
     found: dict[Path, None] = {}
+    out = Discovery()
     missing = []
     for raw in paths:
-        path = Path(raw).expanduser()
+        path = source_path(raw)
         if path.is_dir():
-            for child in sorted(path.rglob("*")):
-                hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
-                if child.is_file() and child.suffix.lower() in KNOWN_SUFFIXES and not hidden:
-                    found[child.resolve()] = None
+            _walk(path, found, out.skipped)
         elif path.is_file():
-            found[path.resolve()] = None
+            found[path] = None
+        elif path.is_symlink():
+            missing.append(Problem(_link_problem(path), file=str(raw)))
         else:
             missing.append(Problem("no such file or folder", file=str(raw)))
     if missing:
         raise UserInputError(missing, hint="check the paths given to `index add`")
-    return list(found)
+    out.files = list(found)
+    return out
+
+
+def _walk(folder: Path, found: dict[Path, None], skipped: list[Skipped]) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        skipped.append(Skipped(str(folder), f"cannot list: {exc.strerror or exc}"))
+        return
+    for entry in entries:
+        path = folder / entry.name
+        if entry.name.startswith("."):
+            skipped.append(Skipped(str(path), "hidden"))
+        elif entry.is_symlink() and not path.exists():
+            skipped.append(Skipped(str(path), _link_problem(path)))
+        elif entry.is_dir(follow_symlinks=False):
+            _walk(path, found, skipped)
+        elif entry.is_dir():
+            skipped.append(Skipped(str(path), "symlinked folder, not followed"))
+        elif not entry.is_file():
+            skipped.append(Skipped(str(path), "not a regular file"))
+        elif path.suffix.lower() not in KNOWN_SUFFIXES:
+            skipped.append(Skipped(str(path), f"unknown suffix {path.suffix or '(none)'!r}"))
+        else:
+            found[path] = None
+
+
+def _link_problem(path: Path) -> str:
+    try:
+        path.resolve(strict=True)
+    except RuntimeError:
+        return "symlink loop"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+    return "broken symlink (its target does not exist)"
 
 
 def load_paths(
@@ -101,7 +182,7 @@ def load_paths(
     """Every document under `paths`, and every problem met on the way."""
     docs: list[SourceDocument] = []
     problems: list[Problem] = []
-    for loaded in iter_files(discover(paths), config or LoaderConfig()):
+    for loaded in iter_files(discover_all(paths).files, config or LoaderConfig()):
         docs += loaded.documents
         problems += loaded.problems
     return docs, problems
@@ -132,6 +213,8 @@ def load_file(path: Path, config: LoaderConfig | None = None) -> LoadedFile:
         return _load_pdf(path, raw)
     if b"\x00" in raw[:8192]:
         return _failed(source, "binary file (NUL bytes): not text, not ingested")
+    if _control_share(raw[:8192]) > MAX_CONTROL_SHARE:
+        return _failed(source, "binary file (mostly control bytes): not text, not ingested")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -144,6 +227,12 @@ def load_file(path: Path, config: LoaderConfig | None = None) -> LoadedFile:
     if suffix in HTML_SUFFIXES:
         return _load_html(source, text)
     return LoadedFile(source, [SourceDocument(source, text, _markdown_title(text, path))])
+
+
+def _control_share(head: bytes) -> float:
+    """The share of C0 control bytes (other than tab, newlines, form feed, escape) and DEL."""
+    controls = sum(head.count(bytes([b])) for b in _CONTROL_BYTES)
+    return controls / len(head) if head else 0.0
 
 
 def _failed(source: str, message: str) -> LoadedFile:
