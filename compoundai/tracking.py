@@ -139,7 +139,8 @@ class _Logger:
         ]
         for kind, items, size in batches:
             for i in range(0, len(items), size):
-                self.client.log_batch(self.run_id, **{kind: items[i : i + size]})
+                batch: dict[str, Any] = {kind: items[i : i + size]}
+                self.client.log_batch(self.run_id, **batch)
         self.metrics, self.params, self.tags = [], {}, {}
 
     def text(self, text: str, name: str) -> None:
