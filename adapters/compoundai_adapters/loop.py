@@ -16,12 +16,18 @@ import math
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compoundai_adapters.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from compoundai_adapters.checkpoint import (
+    RunFingerprint,
+    load_checkpoint,
+    resume_point,
+    save_checkpoint,
+)
 from compoundai_adapters.common import TrainSettings, count_params, measure_peak_flops
 from compoundai_adapters.packing import target_head
 
@@ -48,6 +54,45 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     order = list(range(n))
     random.Random(f"{seed}:{epoch}").shuffle(order)
     return order
+
+
+# Settings that do not change what the steps compute: a resume may change them.
+NOT_IN_FINGERPRINT = {
+    "output_dir",
+    "save_every",
+    "keep_checkpoints",
+    "forgetting_texts",
+    "forgetting_tokens",
+}
+
+
+def run_fingerprint(
+    settings: TrainSettings, batches: Sequence[dict[str, Any]], world: int = 1
+) -> RunFingerprint:
+    """The settings that shape the trajectory (data file paths aside: the batches' digest
+    covers the data, tokenizer and packing) and the process count, for `checkpoint`."""
+    import hashlib
+
+    import torch
+
+    config = {
+        k: v
+        for k, v in settings.model_dump(mode="json").items()
+        if k not in NOT_IN_FINGERPRINT and not k.endswith("_file")
+    }
+    config["processes"] = world
+    digest = hashlib.sha256()
+    for batch in batches:
+        for key in sorted(batch):
+            value = batch[key]
+            digest.update(key.encode())
+            if hasattr(value, "detach"):
+                tensor = value.detach().cpu().contiguous()
+                digest.update(f"{tuple(tensor.shape)}{tensor.dtype}".encode())
+                digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+            else:
+                digest.update(repr(value).encode())
+    return RunFingerprint(config, digest.hexdigest())
 
 
 def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
@@ -98,17 +143,20 @@ def train_loop(
     torch.manual_seed(settings.seed)
     result = TrainResult()
     start_step = 0
+    fingerprint = run_fingerprint(settings, batches, world)
+    run_id = uuid.uuid4().hex
     if resume:
-        ckpt = latest_checkpoint(run_dir)
+        ckpt = resume_point(run_dir, fingerprint, log)  # refuses another run's checkpoints
         if ckpt is None:
             log(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
         else:
-            state = load_checkpoint(ckpt, model, optimizer)
+            state = load_checkpoint(ckpt.path, model, optimizer)
             start_step = int(state["step"])
             result.losses = list(state.get("losses", []))
             result.tokens = int(state.get("tokens", 0))
             result.resumed_from = start_step
-            log(f"resumed from {ckpt.name} (step {start_step} of {total})")
+            run_id = ckpt.run or run_id  # its checkpoints are this run's: pruned with it
+            log(f"resumed from {ckpt.path.name} (step {start_step} of {total})")
 
     n_params, _ = count_params(model)
     result.peak_flops = measure_peak_flops(bf16)
@@ -151,6 +199,7 @@ def train_loop(
                 optimizer,
                 {"losses": result.losses, "tokens": result.tokens + tokens_this_run},
                 settings.keep_checkpoints,
+                run=fingerprint.as_state(run_id),
             )
     if bar is not None:
         bar.close()
