@@ -11,8 +11,8 @@ The child is `python -m compoundai.ui.worker` (`worker.py`), which calls `run_ta
 applications that inject clients (a fake generator) name a `module:function` that turns the
 worker's `RunContext` into theirs (`context_factory`); it runs inside the child.
 
-`ProgressLog` turns the raw stream (carriage returns, tqdm's cursor moves) into lines: a bar
-that redraws replaces its own line instead of adding one per update.
+`ProgressLog` replays the raw stream (carriage returns, tqdm's cursor moves) as a terminal
+would, so the page shows what the CLI user sees: one line per bar, updated in place.
 """
 
 from __future__ import annotations
@@ -36,61 +36,75 @@ from typing import Any
 from compoundai.context import RunContext
 from compoundai.errors import UserInputError
 
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-# tqdm's bars: "desc:  40%|████    | 4/10 [00:01<...]", without a total "desc: 3lane [00:01, ...]"
-BAR = re.compile(r"^(?P<name>[^\n]*?):\s+(?:\d+%\||\d+(?:\.\d+)?[a-zA-Z/]*\s+\[)")
+ESCAPE = re.compile(r"\x1b\[(\d*)(?:;[\d;]*)?\??([A-Za-z])")
+TOKEN = re.compile(r"\x1b\[[\d;?]*[A-Za-z]|\r|\n|\x1b|[^\x1b\r\n]+")
+PARTIAL_ESCAPE = re.compile(r"\x1b(\[[\d;?]*)?$")
 MAX_LINES = 400
 GRACE_S = 10.0
 
 
 class ProgressLog:
-    """The child's stderr as lines, one per progress bar (see the module docstring).
+    r"""The child's stderr as a terminal shows it (see the module docstring).
+
+    A tiny terminal: text overwrites the line at the cursor, `\r` returns to its start, `\n`
+    moves down, `ESC[nA` / `ESC[nB` move up and down (tqdm's nested bars), `ESC[K` clears to the
+    end of the line; other escapes are dropped. So a bar redraws its own line, a bar closed with
+    `leave=False` is blanked and left out, and `tqdm.write` lines stay above the bars.
 
     >>> log = ProgressLog()
-    >>> log.feed("building rag\\nscore:  10%|#  | 1/10\\rscore:  90%|#########| 9/10\\n")
+    >>> log.feed("building rag\nscore:  10%|#  | 1/10\rscore:  90%|#########| 9/10\r")
     >>> log.lines()
     ['building rag', 'score:  90%|#########| 9/10']
     """
 
     def __init__(self) -> None:
-        self._lines: list[str] = []
-        self._bars: dict[str, int] = {}  # a bar's name -> its line
-        self._partial = ""
+        self._screen: list[str] = [""]
+        self._row = self._col = 0
+        self._pending = ""  # an escape sequence cut in two by a read
         self.version = 0
         self._lock = threading.Lock()
 
     def feed(self, text: str) -> None:
         with self._lock:
-            text = ANSI.sub("", self._partial + text)
-            pieces = re.split(r"(\r|\n)", text)
-            self._partial = pieces.pop()  # not yet ended by \r or \n
-            for piece in pieces:
-                if piece not in ("\r", "\n"):
-                    self._add(piece)
-            if self._partial and BAR.match(self._partial):
-                self._add(self._partial)  # show a bar as it draws, before its \r
+            text, self._pending = self._pending + text, ""
+            if cut := PARTIAL_ESCAPE.search(text):
+                text, self._pending = text[: cut.start()], text[cut.start() :]
+            for token in TOKEN.findall(text):
+                self._apply(token)
+            if len(self._screen) > MAX_LINES:
+                drop = len(self._screen) - MAX_LINES
+                self._screen, self._row = self._screen[drop:], max(self._row - drop, 0)
             self.version += 1
 
-    def _add(self, line: str) -> None:
-        line = line.rstrip()
-        if not line.strip():
-            return
-        match = BAR.match(line)
-        if match is not None:
-            name = match.group("name").strip()
-            if name in self._bars:
-                self._lines[self._bars[name]] = line
-                return
-            self._bars[name] = len(self._lines)
-        self._lines.append(line)
-        if len(self._lines) > MAX_LINES:
-            drop = len(self._lines) - MAX_LINES
-            self._lines = self._lines[drop:]
-            self._bars = {k: i - drop for k, i in self._bars.items() if i >= drop}
+    def _apply(self, token: str) -> None:
+        if token == "\r":
+            self._col = 0
+        elif token == "\n":
+            self._row, self._col = self._row + 1, 0
+        elif token.startswith("\x1b"):
+            if (move := ESCAPE.fullmatch(token)) is not None:
+                count, code = int(move.group(1) or 1), move.group(2)
+                if code == "A":
+                    self._row = max(self._row - count, 0)
+                elif code == "B":
+                    self._row += count
+                elif code == "K":
+                    self._line_at(self._row)
+                    self._screen[self._row] = self._screen[self._row][: self._col]
+        else:
+            line = self._line_at(self._row).ljust(self._col)
+            self._screen[self._row] = line[: self._col] + token + line[self._col + len(token) :]
+            self._col += len(token)
+
+    def _line_at(self, row: int) -> str:
+        while len(self._screen) <= row:
+            self._screen.append("")
+        return self._screen[row]
 
     def lines(self) -> list[str]:
+        """The screen's lines that are not blank, top to bottom."""
         with self._lock:
-            return list(self._lines)
+            return [line.rstrip() for line in self._screen if line.strip()]
 
 
 @dataclass
