@@ -46,11 +46,16 @@ class DemoBank:
 
     def nearest(self, inputs: Sequence[str], k: int) -> list[list[Example]]:
         """The k most similar examples for each input, most similar last (closest to the query)."""
+        import numpy as np
+
         queries = self.embedder.embed(list(inputs))
-        sims = queries @ self.vectors.T
         picks = []
-        for row in sims:
-            top = row.argsort()[::-1][:k]
+        for query in queries:
+            # One query at a time: a matrix-vector product's result cannot depend on the other
+            # queries of the batch (a matrix product's does, by ~1e-7: the kernels block by the
+            # row count), so a served answer does not depend on its batch. Ties: example order.
+            sims = self.vectors @ query
+            top = np.argsort(-sims, kind="stable")[:k]
             picks.append([self.examples[i] for i in reversed(top)])
         return picks
 
