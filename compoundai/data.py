@@ -219,3 +219,48 @@ def slug(text: str) -> str:
     'banking-77-intents'
     """
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "task"
+
+
+# -- checks across rows ------------------------------------------------------------------------
+
+
+def duplicate_ids(rows: Sequence[Example | PreferencePair], what: str) -> list[Problem]:
+    """One problem per id given to more than one row (across every split): ids key the answer
+    cache, the paired comparisons and the predictions file, so two rows must not share one.
+
+    >>> rows = [Example("a", "x", source="t.jsonl:1"), Example("a", "y", source="t.jsonl:7")]
+    >>> print(duplicate_ids(rows, "examples")[0].message)
+    examples: id 'a' is used by 2 rows (t.jsonl:1, t.jsonl:7); give every row its own id
+    """
+    places: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        places[row.id].append(row.source or "?")
+    problems = []
+    for row_id, where in places.items():
+        if len(where) > 1:
+            shown = ", ".join(where[:3]) + (
+                f", and {len(where) - 3} more" if len(where) > 3 else ""
+            )
+            problems.append(
+                Problem(
+                    f"{what}: id {row_id!r} is used by {len(where)} rows ({shown}); "
+                    "give every row its own id"
+                )
+            )
+    return problems
+
+
+def normalized_text(text: str) -> str:
+    """The form inputs are compared in for leakage: case and runs of whitespace ignored."""
+    return " ".join(text.lower().split())
+
+
+def leaked_cases(train: Sequence[Example], held_out: Sequence[Example]) -> list[Example]:
+    """The held-out cases whose input also occurs in `train` (identical up to case and
+    whitespace): a model can look their answers up, so their scores say nothing.
+
+    >>> [e.id for e in leaked_cases([Example("t", "Hi  there")], [Example("q", "hi there")])]
+    ['q']
+    """
+    seen = {normalized_text(e.input) for e in train}
+    return [e for e in held_out if normalized_text(e.input) in seen]
