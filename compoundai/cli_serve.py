@@ -70,6 +70,7 @@ def serve(
 
     from compoundai.errors import UserInputError
     from compoundai.serve import ServeSettings, create_app, is_loopback, load_systems
+    from compoundai.serve.hosting import uvicorn_options
 
     api_key = api_key or None  # an empty COMPOUNDAI_API_KEY is no key, not the key ""
     if not is_loopback(host) and not api_key:
@@ -84,6 +85,7 @@ def serve(
     loaded = load_systems(systems, ctx, allow_remote=allow_remote)
     settings = ServeSettings(
         api_key=api_key,
+        host=host,
         max_body_bytes=max_body_bytes,
         max_tokens_limit=max_tokens_limit,
         max_input_chars=max_input_chars,
@@ -95,4 +97,4 @@ def serve(
         click.echo(f"serving {name} ({system.lane}) at http://{host}:{port}/v1", err=True)
     if not api_key:
         click.echo("no API key set: any local client may call this server", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", **uvicorn_options(settings))

@@ -22,6 +22,10 @@ from compoundai.system import CompoundSystem
 log = logging.getLogger("compoundai.serve")
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
 def create_app(systems: dict[str, CompoundSystem], settings: ServeSettings | None = None) -> Any:
     """A FastAPI app serving `systems` (model name → system).
 
@@ -29,7 +33,7 @@ def create_app(systems: dict[str, CompoundSystem], settings: ServeSettings | Non
     """
     try:
         from fastapi import FastAPI, Request
-        from fastapi.responses import JSONResponse, StreamingResponse
+        from fastapi.responses import JSONResponse, Response, StreamingResponse
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise UserInputError(
             "serving needs FastAPI and uvicorn", hint="pip install 'compoundai[serve]'"
@@ -56,8 +60,13 @@ def create_app(systems: dict[str, CompoundSystem], settings: ServeSettings | Non
             for batcher in batchers.values():
                 batcher.close()
 
-    app = FastAPI(title="compoundai", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No /openapi.json (nor docs pages): the API is OpenAI's, and a schema route would be one
+    # more thing answered without the key.
+    app = FastAPI(
+        title="compoundai", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.batchers = batchers
+    app.state.settings = settings
 
     def error(exc: ServeError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
@@ -66,6 +75,10 @@ def create_app(systems: dict[str, CompoundSystem], settings: ServeSettings | Non
     @app.exception_handler(ServeError)
     async def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
         return error(exc)
+
+    @app.exception_handler(ClientGone)
+    async def _client_gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=499)  # nobody is listening; uvicorn drops it
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -79,7 +92,18 @@ def create_app(systems: dict[str, CompoundSystem], settings: ServeSettings | Non
         code = "not_found" if exc.status_code == 404 else None
         return error(ServeError(exc.status_code, str(exc.detail), code=code))
 
+    def check_host(request: Request) -> None:
+        """DNS rebinding: a page elsewhere whose name now resolves to 127.0.0.1 still sends its
+        own name as `Host`; a loopback server answers only to loopback names."""
+        if not settings.host_allowed(request.headers.get("host")):
+            raise ServeError(
+                400,
+                f"this server does not answer to the Host {request.headers.get('host', '')!r}",
+                code="invalid_host",
+            )
+
     def check_key(request: Request) -> None:
+        check_host(request)
         if settings.api_key is None:
             return
         header = request.headers.get("authorization", "")
@@ -102,21 +126,73 @@ def create_app(systems: dict[str, CompoundSystem], settings: ServeSettings | Non
                 code="request_too_large",
             )
         data = bytearray()
-        async for chunk in request.stream():
-            data += chunk
-            if len(data) > settings.max_body_bytes:
-                raise ServeError(
-                    413,
-                    f"request body exceeds the limit of {settings.max_body_bytes} bytes",
-                    code="request_too_large",
-                )
+
+        async def read_body() -> None:
+            async for chunk in request.stream():
+                data.extend(chunk)
+                if len(data) > settings.max_body_bytes:
+                    raise ServeError(
+                        413,
+                        f"request body exceeds the limit of {settings.max_body_bytes} bytes",
+                        code="request_too_large",
+                    )
+
+        try:
+            await asyncio.wait_for(read_body(), timeout=settings.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise ServeError(
+                408,
+                f"the request body did not arrive within {settings.body_timeout_s:g} s",
+                code="timeout",
+            ) from None
+        # Only JSON: a browser may send a cross-origin text/plain or form POST without asking
+        # (no CORS preflight), never an application/json one.
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media != "application/json":
+            raise ServeError(
+                415,
+                f"the request body must be application/json, not {media or 'unspecified'}",
+                code="unsupported_media_type",
+            )
         try:
             return json.loads(bytes(data))
         except (ValueError, UnicodeDecodeError) as exc:
             raise ServeError(400, f"the request body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ServeError(400, "the request body is nested too deeply") from None
+
+    async def disconnected(request: Request) -> None:
+        """Returns when the client goes away (the body has been read by then)."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    async def answer_of(request: Request, future: Any) -> Any:
+        """The batcher's answer, unless the client leaves first or it takes too long: then the
+        job is cancelled, so a request still waiting is never computed."""
+        answer = asyncio.wrap_future(future)
+        gone = asyncio.ensure_future(disconnected(request))
+        try:
+            done, _ = await asyncio.wait(
+                {answer, gone},
+                timeout=settings.request_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            gone.cancel()
+        if answer in done:
+            return answer.result()
+        future.cancel()
+        answer.cancel()
+        if gone in done:
+            log.info("a client went away before its answer; its request was cancelled")
+            raise ClientGone
+        raise ServeError(
+            504, "the system did not answer in time", type="server_error", code="timeout"
+        )
 
     @app.get("/health")
-    async def health() -> Any:
+    async def health(request: Request) -> Any:
+        check_host(request)
         down = sorted(n for n, b in batchers.items() if not b.alive)
         if down:
             return JSONResponse({"status": "down", "down": down}, status_code=503)
@@ -151,14 +227,9 @@ def create_app(systems: dict[str, CompoundSystem], settings: ServeSettings | Non
         system = systems[req.model]
         future = batchers[req.model].submit(req.text, req.config)
         try:
-            answer = await asyncio.wait_for(
-                asyncio.wrap_future(future), timeout=settings.request_timeout_s
-            )
-        except asyncio.TimeoutError:
-            future.cancel()
-            raise ServeError(
-                504, "the system did not answer in time", type="server_error", code="timeout"
-            ) from None
+            answer = await answer_of(request, future)
+        except (ServeError, ClientGone):
+            raise
         except Exception:  # logged by the worker; its message may hold internals
             raise ServeError(
                 500,

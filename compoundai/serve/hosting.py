@@ -1,6 +1,5 @@
 """Loading systems to serve, and running the app: the CLI's uvicorn, or a thread for tests."""
 
-import ipaddress
 import socket
 import threading
 import time
@@ -10,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from compoundai.errors import UserInputError
+from compoundai.serve.protocol import ServeSettings, is_loopback
 from compoundai.system import CompoundSystem
+
+__all__ = ["free_port", "is_loopback", "load_systems", "serve_in_thread", "uvicorn_options"]
 
 
 def load_systems(
@@ -41,13 +43,55 @@ def load_systems(
     return systems
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+def uvicorn_options(settings: ServeSettings) -> dict[str, Any]:
+    """uvicorn settings that bound what slow or many clients hold: the keep-alive timeout, a
+    deadline for each request's line and headers (`header_timeout_s`; uvicorn has none of its
+    own, so a client that sends its headers a byte at a time would hold the connection
+    forever), and at most `max_connections` connections and requests (503 beyond)."""
+    return {
+        "http": header_timeout_protocol(settings.header_timeout_s),
+        "timeout_keep_alive": settings.keep_alive_s,
+        "limit_concurrency": settings.max_connections,
+    }
+
+
+def header_timeout_protocol(timeout_s: float) -> type:
+    """uvicorn's HTTP protocol (httptools where installed, else h11), closing a connection whose
+    next request has not sent its headers `timeout_s` after the connection opened or the last
+    response ended."""
+    base: type
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class HeaderTimeoutProtocol(base):
+        _deadline: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+            self._deadline = self.loop.call_later(timeout_s, self._expire, self.cycle)
+
+        def _expire(self, cycle: Any) -> None:
+            # no request has begun since the deadline was set: its headers are too slow
+            if self.cycle is cycle and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,7 +101,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextmanager
-def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) -> Iterator[str]:
+def serve_in_thread(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    settings: ServeSettings | None = None,
+) -> Iterator[str]:
     """Run `app` with uvicorn in a background thread; yield its base URL (…/v1); stop it after.
 
     For tests and benchmarks:
@@ -68,7 +117,11 @@ def serve_in_thread(app: Any, host: str = "127.0.0.1", port: int | None = None) 
     import uvicorn
 
     port = port or free_port(host)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    settings = settings or getattr(app.state, "settings", None) or ServeSettings()
+    options = uvicorn_options(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", **options)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

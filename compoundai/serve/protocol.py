@@ -15,9 +15,19 @@ from compoundai.system import CompoundSystem
 API_KEY_ENV = "COMPOUNDAI_API_KEY"
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
 @dataclass
 class ServeSettings:
-    """Limits and batching for one server. The defaults suit a CPU and small models."""
+    """Limits and batching for one server. The defaults suit a CPU and small models.
+
+    `host` is the address the server binds; on a loopback address only requests whose `Host`
+    header names a loopback address are answered (a page on another site that rebinds its DNS
+    name to 127.0.0.1 sends its own name), unless `allowed_hosts` lists others. The timeouts
+    bound what a slow client holds: `header_timeout_s` for a connection's request line and
+    headers, `body_timeout_s` for its body.
+    """
 
     api_key: str | None = None
     max_body_bytes: int = 1_000_000
@@ -27,6 +37,42 @@ class ServeSettings:
     batch_wait_ms: float = 10.0
     max_queue: int = 256
     request_timeout_s: float = 300.0
+    host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    keep_alive_s: int = 5
+    max_connections: int = 512
+
+    def host_allowed(self, header: str | None) -> bool:
+        """Is the request's `Host` header (name[:port]) one this server answers to?"""
+        if self.allowed_hosts == ("*",):
+            return True
+        name = _host_name(header or "")
+        if name in {h.lower() for h in self.allowed_hosts}:
+            return True
+        if is_loopback(self.host):
+            return name in LOOPBACK_NAMES or is_loopback(name)
+        return not self.allowed_hosts  # a public bind (with its key) answers any name
+
+
+def _host_name(header: str) -> str:
+    header = header.strip().lower()
+    if header.startswith("["):  # [::1]:8000
+        return header[1:].split("]", 1)[0]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback IP address."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ServeError(Exception):
@@ -61,16 +107,27 @@ class ServeError(Exception):
         }
 
 
+def _utf8(text: str, param: str) -> str:
+    """`text` if it can be encoded as UTF-8; JSON's `\\ud800` escapes give lone surrogates."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ServeError(
+            400, f"'{param}' holds a lone UTF-16 surrogate: not valid Unicode text", param=param
+        ) from None
+    return text
+
+
 def _text_of(content: Any) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return _utf8(content, "messages")
     if isinstance(content, list):  # content parts: [{"type": "text", "text": "..."}]
         parts = []
         for part in content:
             if isinstance(part, dict) and part.get("type") == "text":
-                parts.append(str(part.get("text", "")))
+                parts.append(_utf8(str(part.get("text", "")), "messages"))
             else:
                 raise ServeError(400, "only text content parts are supported", param="messages")
         return "".join(parts)
@@ -172,6 +229,8 @@ def parse_chat_request(
             )
         if len(stops) > 4:
             raise ServeError(400, "at most 4 stop sequences", param="stop")
+        for one in stops:
+            _utf8(one, "stop")
         updates["stop"] = tuple(stops)
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
