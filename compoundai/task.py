@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import glob
 import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,15 +22,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from compoundai.config import Strict, line_of, read_yaml, validate
-from compoundai.data import (
-    Example,
-    PreferencePair,
-    duplicate_ids,
-    leaked_cases,
-    read_examples,
-    read_preferences,
-)
+from compoundai.data import Example, PreferencePair, read_examples, read_preferences
 from compoundai.errors import Problem, UserInputError
+from compoundai.task_checks import check_metrics, check_rows
 
 SPLITS = ("train", "dev", "test")
 KNOWN_METRICS = {
@@ -375,69 +368,3 @@ def _load_preferences(task: Task, base: Path, problems: list[Problem]) -> None:
                 pairs += read_preferences(p, fields, data.id_field, problems)
         if pairs:
             task.preferences[split] = pairs
-
-
-# -- checks across the loaded task (metrics against the output, ids, leakage) --------------------
-
-# Metrics that only mean something for some output types (the rest apply to every task).
-METRIC_OUTPUTS = {
-    "json_valid": ("json_schema",),
-    "schema_adherence": ("json_schema",),
-    "slot_f1": ("json_schema",),
-    "macro_f1": ("labels",),
-}
-log = logging.getLogger("compoundai.task")
-
-
-def check_metrics(task: Task, node: Any = None) -> list[Problem]:
-    """Each metric the task lists against its output type and data, before any work is done
-    (a metric that cannot apply would otherwise be dropped, or refused after every lane is
-    built)."""
-    output = task.spec.output.type
-    problems = []
-    where = {"file": str(task.path), "line": line_of(node, ("metrics",)), "field": "metrics"}
-    for name in task.spec.metrics:
-        allowed = METRIC_OUTPUTS.get(name)
-        if allowed and output not in allowed:
-            problems.append(
-                Problem(
-                    f"metric {name!r} needs output.type {' or '.join(allowed)}; "
-                    f"this task's output is {output}",
-                    **where,  # type: ignore[arg-type]
-                )
-            )
-        elif name == "preference_accuracy" and not task.preferences:
-            problems.append(
-                Problem("metric 'preference_accuracy' needs preference pairs", **where)  # type: ignore[arg-type]
-            )
-        elif name == "groundedness" and not task.documents:
-            problems.append(
-                Problem("metric 'groundedness' needs documents to ground answers in", **where)  # type: ignore[arg-type]
-            )
-    return problems
-
-
-def check_rows(task: Task, strict: bool = False) -> list[Problem]:
-    """Duplicate ids (an error) and held-out inputs that also occur in train (a warning, an
-    error with `strict`): a kNN vote scores 1.0 on such cases without learning anything."""
-    examples = [e for split in SPLITS for e in task.examples.get(split, [])]
-    pairs = [p for split in SPLITS for p in task.preferences.get(split, [])]
-    problems = duplicate_ids(examples, "examples") + duplicate_ids(pairs, "preferences")
-    train = task.examples.get("train", [])
-    for split in ("dev", "test"):
-        held_out = task.examples.get(split, [])
-        leaked = leaked_cases(train, held_out)
-        if not leaked:
-            continue
-        shown = ", ".join(e.source or e.id for e in leaked[:3])
-        message = (
-            f"{len(leaked)} of {len(held_out)} examples.{split} inputs also occur in "
-            f"examples.train (identical text, e.g. {shown}): their scores are not held-out "
-            "scores (rag/knn-vote looks them up); remove them from one of the splits"
-        )
-        if strict:
-            problems.append(Problem(message, file=str(task.path), field=f"examples.{split}"))
-        else:
-            task.warnings.append(message)
-            log.warning("warning: %s (a strict load makes this an error)", message)
-    return problems
