@@ -234,7 +234,9 @@ def duplicate_ids(rows: Sequence[Example | PreferencePair], what: str) -> list[P
     """
     places: dict[str, list[str]] = defaultdict(list)
     for row in rows:
-        places[row.id].append(row.source or "?")
+        # one file:line read into two splits (a file given twice) is one row, not two
+        if not row.source or row.source not in places[row.id]:
+            places[row.id].append(row.source or "?")
     problems = []
     for row_id, where in places.items():
         if len(where) > 1:

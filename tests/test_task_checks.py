@@ -120,3 +120,12 @@ def test_metrics_that_fit_load(tmp_path):
         extra="metrics: [accuracy, macro_f1, exact_match]\n",
     )
     assert load_task(path).metrics == ["accuracy", "macro_f1", "exact_match"]
+
+
+def test_one_file_given_for_two_splits_is_leakage_not_duplicate_ids(tmp_path):
+    data = rows(*TRAIN, ids=True)
+    path = task_file(tmp_path, data, data)
+    (tmp_path / "test.jsonl").unlink()
+    path.write_text(path.read_text().replace("test: test.jsonl", "test: train.jsonl"))
+    task = load_task(path)
+    assert task.warnings and task.warnings[0].startswith("3 of 3 examples.test inputs")
