@@ -86,18 +86,31 @@ def build_system(
     *,
     lane: str | None = None,
     ctx: RunContext | None = None,
+    rules_only: bool = False,
+    budget_minutes: float | None = None,
 ) -> BuildResult:
-    """Decide (unless `lane` is given), build that lane, save the system to `out_dir`."""
-    from compoundai.profile import profile
-    from compoundai.router import Router
+    """Decide (unless `lane` is given), build that lane, save the system to `out_dir`.
+
+    Without `lane`, the decision is measured on dev like `compoundai decide` (or the rules'
+    with `rules_only`), and a training lane is built in full with the settings it chose; with
+    `lane`, the rules' decision is recorded beside the system, instantly.
+    """
+    from compoundai.run import decide, lanes_to_compare
     from compoundai.system_dir import save_system
 
     ctx = ctx or RunContext()
     if not isinstance(task, Task):
         task = load_task(task)
-    decision = Router().decide(profile(task, ctx))
+    measured = lane is None and not rules_only
+    decision = decide(
+        task, ctx, mode="measured" if measured else "rules", budget_minutes=budget_minutes
+    )
     name = lane or decision.lane or decision.top_lane
     chosen = resolve_lane(name, task)
+    if measured:  # the plan's lane with the settings the decision chose for it
+        family = chosen.family
+        planned = lanes_to_compare(task, decision, [family], "measured")
+        chosen = next((c for c in planned if c.name == chosen.name), chosen)
     started = time.perf_counter()
     try:
         system = chosen.build(task, ctx)

@@ -101,20 +101,18 @@ def models_list(obj: dict[str, Any], as_json: bool) -> None:
 @click.argument("task_file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
 @click.option(
-    "--probe",
-    "probe_cases",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="Also measure the cheap lanes (prompt, rag) on N dev cases; they can overturn the rules.",
+    "--rules-only",
+    is_flag=True,
+    help="Decide from the rules alone, instantly, without measuring anything.",
 )
 @click.option(
-    "--good-enough",
-    type=click.FloatRange(0, 1),
-    default=0.9,
-    show_default=True,
-    help="With --probe: a cheap lane whose interval's lower end reaches this makes "
-    "training unnecessary.",
+    "--budget-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Wall-clock budget of the measured decision [default: the task's decide.budget_minutes].",
+)
+@click.option(
+    "--lanes", default=None, help="Comma-separated lanes to decide among [default: every lane]."
 )
 @click.pass_obj
 @_errors_to_exit_codes
@@ -122,37 +120,51 @@ def decide(
     obj: dict[str, Any],
     task_file: Path,
     as_json: bool,
-    probe_cases: int | None,
-    good_enough: float,
+    rules_only: bool,
+    budget_minutes: float | None,
+    lanes: str | None,
 ) -> None:
-    """Print the router's decision for TASK_FILE, with the reasons behind it."""
-    from compoundai.profile import profile
-    from compoundai.router import Router
+    """Decide for TASK_FILE by measuring the lanes on its dev split (a budgeted bake-off).
+
+    Cheap lanes are screened on a small dev sample, training lanes are trained on growing
+    shares of their data while they can still reach the leader, and the plan is the cheapest
+    lane tied with the best. Every measurement is printed (and kept in --json's `evidence`).
+    """
+    from compoundai.run import decide as make_decision
     from compoundai.task import load_task
 
     task = load_task(task_file)
     ctx = _ctx(obj)
-    decision = Router().decide(profile(task, ctx))
-    if probe_cases is not None:
-        from compoundai.probe import probe
-
-        decision = probe(task, decision, ctx, cases=probe_cases, good_enough=good_enough)
+    decision = make_decision(
+        task,
+        ctx,
+        mode="rules" if rules_only else "measured",
+        lanes=_lane_list(lanes),
+        budget_minutes=budget_minutes,
+    )
     if as_json:
-        exclude = {"stages"} | ({"probe"} if decision.probe is None else set())
-        click.echo(decision.model_dump_json(indent=2, exclude=exclude))
+        click.echo(decision.model_dump_json(indent=2, exclude={"stages"}))
         return
-    click.echo(f"plan: {decision.plan}")
-    if decision.probe is not None:
-        p = decision.probe
-        click.echo(f"probe ({p['cases']} dev cases, {p['metric']}): {p['note']}")
-        for lane in p["lanes"]:
-            if lane["status"] == "ok":
-                click.echo(
-                    f"  {lane['lane']:<18} {lane['value']:.3f} "
-                    f"[{lane['ci_low']:.3f}, {lane['ci_high']:.3f}]"
-                )
-            else:
-                click.echo(f"  {lane['lane']:<18} {lane['status']}: {lane['message']}")
+    print_decision(decision)
+
+
+def print_decision(decision: Any) -> None:
+    """The decision as text: plan, evidence (measured mode), ranking and reasons."""
+    click.echo(f"plan: {decision.plan} (lane {decision.lane}; {decision.mode})")
+    if decision.mode == "measured":
+        click.echo(
+            f"measured on {decision.split} ({decision.metric}) in {decision.seconds:.0f} s; "
+            f"the rules alone: {decision.rule_plan}"
+        )
+        for e in decision.evidence:
+            if e.value is None:
+                click.echo(f"  [{e.stage}] {e.lane}: {e.note}")
+                continue
+            share = f" {e.data_share:.0%} data" if e.data_share is not None else ""
+            click.echo(
+                f"  [{e.stage}] {e.lane:<22} {e.value:.3f} [{e.ci_low:.3f}, {e.ci_high:.3f}] "
+                f"on {e.cases}{share}, {e.seconds:.0f} s{f' ({e.note})' if e.note else ''}"
+            )
     click.echo("ranked: " + ", ".join(f"{r.lane} ({r.score:g})" for r in decision.ranked))
     click.echo("reasons:")
     for r in decision.reasons:
@@ -197,6 +209,12 @@ def _report_options(default_lanes: str | None, lanes_help: str) -> Callable[[F],
             "--limit", type=int, help="Evaluate a label-stratified sample of N held-out cases."
         )(fn)
         fn = click.option(
+            "--budget-minutes",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Budget of the measured decision on dev [default: the task's].",
+        )(fn)
+        fn = click.option(
             "--lanes",
             default=default_lanes,
             show_default=default_lanes is not None,
@@ -217,13 +235,30 @@ def _report_options(default_lanes: str | None, lanes_help: str) -> Callable[[F],
 
 @cli.command()
 @_report_options(None, "Comma-separated lanes [default: every lane].")
+@click.option(
+    "--full", is_flag=True, help="Train every lane in full (with the settings chosen on dev)."
+)
+@click.option(
+    "--rules-only", is_flag=True, help="Decide by the rules alone and build every lane as is."
+)
 @click.pass_obj
 @_errors_to_exit_codes
 def run(
-    obj: dict[str, Any], task_file: Path, out_dir: Path, lanes: str | None, **options: Any
+    obj: dict[str, Any],
+    task_file: Path,
+    out_dir: Path,
+    lanes: str | None,
+    full: bool,
+    rules_only: bool,
+    **options: Any,
 ) -> None:
-    """The main job: decide, build and compare every lane on TASK_FILE; write the report."""
-    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), **options)
+    """The main job: decide by measuring on dev, build the plan, compare on test, report.
+
+    The report compares the plan's lane (built in full), every cheap lane, and every other
+    training lane at the share of its data the decision stopped it at (`finetune/sft@25%`).
+    """
+    mode = "rules" if rules_only else "full" if full else "measured"
+    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), mode=mode, **options)
 
 
 @cli.command()
@@ -235,11 +270,12 @@ def compare(
 ) -> None:
     """Compare the given lanes on the same held-out cases of TASK_FILE.
 
-    Writes report.json (the source of truth), report.md, report.html (plots, no network
-    needed) and predictions.jsonl. Answers are cached in OUT_DIR/cache, so a re-run only
-    generates what changed.
+    Lanes that train are trained in full, with the settings (learning rate, optimizer steps)
+    a measured decision chose on the dev split. Writes report.json (the source of truth),
+    report.md, report.html (plots, no network needed) and predictions.jsonl. Answers are
+    cached in OUT_DIR/cache, so a re-run only generates what changed.
     """
-    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), **options)
+    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), mode="full", **options)
 
 
 def _run_and_print(
@@ -255,6 +291,8 @@ def _run_and_print(
     judge_base_url: str | None,
     general_text: Path | None,
     max_forgetting: float,
+    budget_minutes: float | None,
+    mode: str,
 ) -> None:
     from compoundai.run import run_task
 
@@ -274,8 +312,11 @@ def _run_and_print(
         judge=judge,
         general_text=general_text,
         max_forgetting=max_forgetting,
+        mode=mode,
+        budget_minutes=budget_minutes,
     )
-    click.echo(f"plan: {report.decision['plan']}")
+    d = report.decision
+    click.echo(f"plan: {d['plan']} (lane {d.get('lane')}; decided by {d.get('mode', 'rules')})")
     for lane in report.lanes:
         if lane.status != "ok":
             click.echo(f"  {lane.name:<18} {lane.status}: {lane.message}")
@@ -289,6 +330,9 @@ def _run_and_print(
             f"  tied with the winner: {', '.join(report.verdict.tied_with_winner)} "
             f"(cheapest: {report.verdict.cheapest_equivalent})"
         )
+    check = report.decision_check
+    if check is not None:
+        click.echo(f"decision check on {report.cases.get('split')}: {check.outcome} ({check.note})")
     click.echo(f"winner: {report.winner}; report: {out_dir / 'report.html'}")
 
 

@@ -32,12 +32,31 @@ from compoundai.cli_common import _ctx, _errors_to_exit_codes
     "[default: the router's first lane]. Several, comma-separated, go to SYSTEM_DIR/<lane>.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary as the last line.")
+@click.option(
+    "--rules-only",
+    is_flag=True,
+    help="Without --lane: build the rules' plan instead of measuring the decision on dev.",
+)
+@click.option(
+    "--budget-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Budget of the measured decision [default: the task's decide.budget_minutes].",
+)
 @click.pass_obj
 @_errors_to_exit_codes
 def build(
-    obj: dict[str, Any], task_file: Path, out_dir: Path, lane: str | None, as_json: bool
+    obj: dict[str, Any],
+    task_file: Path,
+    out_dir: Path,
+    lane: str | None,
+    as_json: bool,
+    rules_only: bool,
+    budget_minutes: float | None,
 ) -> None:
-    """Build the system the router chooses for TASK_FILE (or --lane) and save it to SYSTEM_DIR.
+    """Build the system the decision chooses for TASK_FILE (or --lane) and save it to SYSTEM_DIR.
+
+    Without --lane the decision is measured on dev, as `compoundai decide` measures it.
 
     Prints a one-line summary and where the system went; load it in Python with
     `compoundai.load_system(SYSTEM_DIR)`. A lane this version cannot build is a user error
@@ -52,7 +71,9 @@ def build(
     summaries = []
     for name in names:
         target = out_dir if len(names) == 1 else out_dir / str(name).replace("/", "-")
-        result = build_system(task, target, lane=name, ctx=ctx)
+        result = build_system(
+            task, target, lane=name, ctx=ctx, rules_only=rules_only, budget_minutes=budget_minutes
+        )
         summary = result.summary()
         summaries.append(summary)
         how = f"router plan: {summary['plan']}" if result.routed else "lane given"

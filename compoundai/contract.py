@@ -312,6 +312,8 @@ class BuildInfo(Strict):
     base_model: str | None = None
     stages: list[str] | None = None
     train_rows: int | None = None
+    data_share: float = 1.0  # the share of its training data a rung lane was trained on
+    settings: dict[str, float] | None = None  # the training settings a plan chose
     shots: int | None = None
     k: int | None = None
     index: str | None = None

@@ -37,6 +37,9 @@ _BUNDLED_CONTEXT = {"smollm2-135m-instruct": 8192}
 CHARS_PER_TOKEN = 4.0  # a rough, documented estimate; the tokenizer is not loaded here
 PASSAGE_CHARS = 2000  # longer paragraphs are cut into pieces this long for `answer_overlap`
 MAX_ANSWERS = 200  # the first N non-empty reference answers are measured
+TRAIN_TOKENS_PER_S = 400.0  # LoRA SFT of SmolLM2-135M measured on the 2-core CPU
+COMPUTE_USD_PER_HOUR = 0.10  # the default price table's local compute
+_FINAL_NUMBER = re.compile(r"(?:####\s*)?-?[\d,]*\.?\d+\s*$")
 _WORD = re.compile(r"\w+")
 _STOPWORDS = frozenset(
     re.findall(
@@ -79,6 +82,13 @@ class TaskProfile(BaseModel):
     max_latency_ms: float | None = None
     budget_usd: float | None = None
     gpu_available: bool = False
+    remote_generator: bool = False  # models.openai_base_url is set
+    # share of the training answers whose last token is a number (gsm8k's "#### 18"):
+    # checkable answers, a verifiable reward
+    numeric_answer_share: float | None = None
+    # what training an adapter on the examples would cost at the price table's default
+    # compute price: tokens x epochs at TRAIN_TOKENS_PER_S (CPU) or 10x that on a GPU
+    training_usd_estimate: float = 0.0
 
 
 def _tokens(chars: int) -> int:
@@ -133,6 +143,12 @@ def profile(task: Task, ctx: RunContext | None = None) -> TaskProfile:
         if eval_rows and spec.output.type == "free_text"
         else None
     )
+    numeric = None
+    if train and spec.output.type == "free_text":
+        numeric = sum(bool(_FINAL_NUMBER.search(str(e.output))) for e in train) / len(train)
+    epochs = spec.finetune.epochs
+    throughput = TRAIN_TOKENS_PER_S * (10 if gpu else 1)
+    training_usd = _tokens(example_chars) * epochs / throughput / 3600 * COMPUTE_USD_PER_HOUR
     return TaskProfile(
         task=spec.name,
         output_type=spec.output.type,
@@ -159,6 +175,9 @@ def profile(task: Task, ctx: RunContext | None = None) -> TaskProfile:
         max_latency_ms=spec.constraints.max_latency_ms,
         budget_usd=spec.constraints.budget_usd,
         gpu_available=bool(gpu),
+        remote_generator=bool(spec.models.openai_base_url),
+        numeric_answer_share=None if numeric is None else round(numeric, 3),
+        training_usd_estimate=round(training_usd, 6),
     )
 
 
@@ -248,20 +267,27 @@ def answer_overlap(
 
 
 def schema_fields(schema: dict[str, Any]) -> int:
-    """How many named properties a JSON Schema declares, at every depth.
+    """How many named properties a JSON Schema declares, at every depth; a property declared
+    in several branches (`allOf`, `anyOf`, `oneOf`) at the same place counts once.
 
     >>> schema_fields({"properties": {"a": {}, "b": {"properties": {"c": {}}}}})
     3
+    >>> schema_fields({"allOf": [{"properties": {"a": {}}}, {"properties": {"a": {}, "b": {}}}]})
+    2
     """
-    count = 0
-    stack: list[Any] = [schema]
+    seen: set[tuple[str, ...]] = set()
+    stack: list[tuple[Any, tuple[str, ...]]] = [(schema, ())]
     while stack:
-        node = stack.pop()
+        node, path = stack.pop()
         if isinstance(node, dict):
             props = node.get("properties")
             if isinstance(props, dict):
-                count += len(props)
-            stack += list(node.values())
+                for name, sub in props.items():
+                    seen.add((*path, name))
+                    stack.append((sub, (*path, name)))
+            for key, value in node.items():
+                if key != "properties":
+                    stack.append((value, path))  # branches describe the same place
         elif isinstance(node, list):
-            stack += node
-    return count
+            stack += [(item, path) for item in node]
+    return len(seen)

@@ -1,23 +1,40 @@
-"""The main job: decide, build every requested lane, compare them on the same cases, report.
+"""The main job: decide by measuring on dev, build the plan in full, compare on test, report.
 
 `run_task` is what `compoundai run` and `compoundai compare` call. It is wiring: the task file
 is loaded and validated before anything is written (a bad task leaves no partial output), the
-lanes are built by `build_lanes`, measured by `compoundai_evaluators.compare`, judged and put
-together by `build_report`, and the report files are written together at the end.
+decision is measured on dev (`compoundai.bakeoff`) or taken from the rules, the lanes are built
+by `build_lanes` one at a time as the comparison needs them, measured by
+`compoundai_evaluators.compare` on the test split, judged and put together by `build_report`,
+and the report files are written together at the end.
+
+What a run compares (`mode`):
+- `measured` (`compoundai run`): the plan's lane built in full, every cheap lane, and every
+  other training lane at the rung the decision stopped it at (named `finetune/sft@25%`, its
+  data share in the report), so the report still compares all three families without training
+  them all in full; the rung adapters come from the decision's cache.
+- `full` (`run --full`, and `compare`): every requested lane trained in full, with the
+  settings the decision chose on dev.
+- `rules` (`--rules-only`): the rules decide instantly and every lane is built with the task's
+  own settings (what `run` did before decisions were measured).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from compoundai.context import RunContext
 from compoundai.data import sample_cases
 from compoundai.errors import UserInputError
-from compoundai.lanes import build_lanes, lanes_for
+from compoundai.lanes import Lane, LaneFailure, build_lanes, lanes_for
+from compoundai.lanes.rungs import PlannedLane, TrainingPlan, is_training
 from compoundai.profile import profile
-from compoundai.router import LANES, Router
+from compoundai.router import LANES, Decision, Evidence, Router
+from compoundai.system import CompoundSystem
 from compoundai.task import Task, load_task
+
+MODES = ("measured", "full", "rules")
 
 
 def run_task(
@@ -32,12 +49,16 @@ def run_task(
     judge: Any = None,
     general_text: str | Path | None = None,
     max_forgetting: float = 0.10,
+    mode: str = "measured",
+    budget_minutes: float | None = None,
+    decision: Decision | None = None,
 ) -> Any:
     """Decide, build and compare; write report.json, report.md, report.html, predictions.jsonl.
 
     Answers are cached under `OUT_DIR/cache/` (`cache=False` to regenerate everything);
     `prices` is a `PriceTable` or a path to one; `judge` an `LLMJudge`; `general_text` a text
-    file for the general-text perplexity of local lanes (forgetting).
+    file for the general-text perplexity of local lanes (forgetting); `mode` one of `MODES`
+    (see the module docstring); `decision` a decision already made (skips deciding).
 
     >>> task = "examples/banking77/task.yaml"
     >>> report = run_task(task, "out", lanes=["prompt"], limit=20)  # doctest: +SKIP
@@ -55,6 +76,8 @@ def run_task(
     )
     from compoundai_evaluators.report import LaneResult
 
+    if mode not in MODES:
+        raise UserInputError(f"unknown run mode {mode!r}; choose from {', '.join(MODES)}")
     ctx = ctx or RunContext()
     if not isinstance(task, Task):
         task = load_task(task)
@@ -63,7 +86,7 @@ def run_task(
     prices = prices or PriceTable()
     spec = task.spec
     names = lanes or spec.evaluation.lanes or list(LANES)
-    lane_objs = lanes_for(names, task)  # unknown lane names fail here, before any work
+    lanes_for(names, task)  # unknown lane names fail here, before any work
     split = "test" if task.split("test") else "dev"
     held_out = task.split(split)
     if not held_out:
@@ -77,10 +100,12 @@ def run_task(
     pairs = task.preferences.get("test") or task.preferences.get("dev") or []
 
     task_profile = profile(task, ctx)
-    decision = Router().decide(task_profile)
-    systems, failures = build_lanes(lane_objs, task, ctx)
+    if decision is None:
+        decision = decide(task, ctx, mode=mode, lanes=names, budget_minutes=budget_minutes)
+    to_build = lanes_to_compare(task, decision, names, mode)
+    failures: list[LaneFailure] = []
     comparison = compare(
-        systems,
+        _built(to_build, task, ctx, failures),
         cases,
         task.metrics,
         seed=spec.evaluation.seed,
@@ -118,8 +143,78 @@ def run_task(
             "stratified": bool(stratify and limit),
             "sampling": sampling,
             "preference_pairs": len(pairs),
+            "mode": mode,
         },
         max_forgetting=max_forgetting,
     )
     write_reports(report, out_dir, predictions)
     return report
+
+
+def decide(
+    task: Task,
+    ctx: RunContext,
+    *,
+    mode: str = "measured",
+    lanes: Sequence[str] | None = None,
+    budget_minutes: float | None = None,
+) -> Decision:
+    """The decision a run starts from: measured on dev, or the rules' (`mode="rules"`)."""
+    rules = Router().decide(profile(task, ctx))
+    if mode == "rules":
+        return rules
+    from compoundai.bakeoff import decide_measured, needs_for_measuring
+
+    missing = needs_for_measuring(task)
+    if missing:  # nothing to measure on: the rules decide, and say what measuring would need
+        note = f"not measured: {missing}; the rules decide"
+        return rules.model_copy(
+            update={"evidence": [Evidence(lane="all", stage="rules", note=note)]}
+        )
+    options: dict[str, Any] = {"lanes": lanes}
+    if budget_minutes is not None:
+        options["budget_minutes"] = budget_minutes
+    return decide_measured(task, ctx, **options)
+
+
+def lanes_to_compare(task: Task, decision: Decision, names: Sequence[str], mode: str) -> list[Lane]:
+    """The lanes a run builds for its comparison (see the module docstring)."""
+    lanes = lanes_for(list(names), task)
+    if mode == "rules":
+        return lanes
+    plans = decision.training_plans
+    out: list[Lane] = []
+    for lane in lanes:
+        if not is_training(lane):
+            out.append(lane)
+            continue
+        chosen = plans.get(lane.name, {})
+        settings = {k: v for k, v in chosen.items() if k != "share"}
+        share = float(chosen.get("share", 1.0))
+        if mode == "full" or lane.name == decision.lane:
+            share = 1.0
+        elif lane.name not in plans:
+            out.append(lane)  # never measured (not feasible, or out of budget): as it is
+            continue
+        plan = TrainingPlan(
+            share=share,
+            learning_rate=settings.get("learning_rate"),
+            tokens_per_batch=_int(settings.get("tokens_per_batch")),
+            epochs=settings.get("epochs"),
+        )
+        out.append(PlannedLane(lane, plan))
+    return out
+
+
+def _int(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def _built(
+    lanes: Sequence[Lane], task: Task, ctx: RunContext, failures: list[LaneFailure]
+) -> Iterator[CompoundSystem]:
+    """Build each lane just before it is compared, so its model is freed after its turn."""
+    for lane in lanes:
+        systems, failed = build_lanes([lane], task, ctx)
+        failures += failed
+        yield from systems

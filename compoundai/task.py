@@ -117,6 +117,24 @@ class EvaluationSettings(Strict):
     lanes: list[str] | None = None
 
 
+class DecideSettings(Strict):
+    """How `decide` and `run` measure the decision on dev (`compoundai.bakeoff`)."""
+
+    budget_minutes: float | None = Field(
+        15.0, gt=0, description="Wall-clock budget of the bake-off; null: no limit."
+    )
+    cases: int = Field(64, gt=1, description="Dev cases (or pairs) every lane is scored on.")
+    first_cases: int = Field(
+        24, gt=1, description="The small first sample the cheap lanes are screened on."
+    )
+    margin: float = Field(
+        0.02, ge=0, description="Equivalence margin on the primary metric: 'tied' within it."
+    )
+    volume: int = Field(
+        100_000, gt=0, description="Cases the training cost is spread over when comparing cost."
+    )
+
+
 class DPOSettings(Strict):
     """The DPO stage the finetune lane runs after SFT when the task has preference pairs.
 
@@ -199,6 +217,7 @@ class TaskSpec(Strict):
     metrics: list[str] = Field(default_factory=list)
     models: ModelChoice = Field(default_factory=ModelChoice)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    decide: DecideSettings = Field(default_factory=DecideSettings)
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     compound: CompoundSettings = Field(default_factory=CompoundSettings)
 

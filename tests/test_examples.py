@@ -26,11 +26,12 @@ from tests.conftest import ROOT, label_echo_generator
 EXAMPLES = ROOT / "examples"
 
 # example -> (plan, top lane, signals the top lane's reasons must cite)
+# the rules' plan for each example (the record of measured winners: tests/test_rules_record.py)
 EXPECTED = {
-    "squad_docs_qa": ("rag", "rag", {"corpus_tokens", "answer_overlap"}),
-    "banking77": ("sft", "finetune", {"n_labels", "n_train"}),
-    "snips_json": ("sft", "finetune", {"has_schema", "n_train"}),
-    "hh_preferences": ("sft -> dpo", "finetune", {"n_preference_pairs", "n_train"}),
+    "squad_docs_qa": ("rag -> sft", "compound", {"n_train"}),
+    "banking77": ("rag", "rag", {"n_train"}),
+    "snips_json": ("rag -> sft", "compound", {"has_schema"}),
+    "hh_preferences": ("prompt", "prompt", {"n_preference_pairs", "examples_tokens"}),
 }
 
 
@@ -95,7 +96,7 @@ def test_preference_and_schema_signals(fake_ctx):
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_cli_decide_json(name):
-    result = CliRunner().invoke(cli, ["decide", str(task_file(name)), "--json"])
+    result = CliRunner().invoke(cli, ["decide", str(task_file(name)), "--json", "--rules-only"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["plan"] == EXPECTED[name][0]
@@ -118,7 +119,7 @@ def test_example_runs_small_on_fakes(name, fake_ctx, tmp_path):
     task = load_task(task_file(name))
     fake_ctx.clients["generator"] = _fake_for(task)
     out = tmp_path / "out"
-    report = run_task(task, out, lanes=["prompt"], limit=4, ctx=fake_ctx)
+    report = run_task(task, out, lanes=["prompt"], limit=4, ctx=fake_ctx, mode="rules")
     data = json.loads((out / "report.json").read_text())
     assert data["decision"]["plan"] == EXPECTED[name][0]
     lanes = {lane["name"]: lane for lane in data["lanes"]}

@@ -114,7 +114,9 @@ def test_prompt_and_rag_lanes_run_with_llama_cpp_as_generator(llama_server, serv
     task = load_task(BANKING)
     task.spec.models.openai_base_url = llama_server
     task.spec.models.generator = MODEL
-    report = run_task(task, tmp_path / "bank", lanes=["prompt", "rag"], limit=12, ctx=server_ctx)
+    report = run_task(
+        task, tmp_path / "bank", lanes=["prompt", "rag"], limit=12, ctx=server_ctx, mode="rules"
+    )
     lanes = {r.name: r for r in report.lanes}
     assert {"prompt/zero-shot", "rag/demos", "rag/knn-vote"} <= set(lanes)
     assert all(r.status == "ok" for r in lanes.values()), [r.message for r in lanes.values()]
@@ -129,7 +131,7 @@ def test_prompt_and_rag_lanes_run_with_llama_cpp_as_generator(llama_server, serv
     docs.spec.models.openai_base_url = llama_server
     docs.spec.models.generator = MODEL
     server_ctx.clients.pop("generator", None)
-    report = run_task(docs, tmp_path / "docs", lanes=["rag"], limit=6, ctx=server_ctx)
+    report = run_task(docs, tmp_path / "docs", lanes=["rag"], limit=6, ctx=server_ctx, mode="rules")
     rag, bm25 = report.lanes  # the passages through the server, and the non-LLM baseline
     assert rag.name == "rag" and bm25.name == "rag/bm25"
     assert rag.status == "ok" and rag.cost["completion_tokens"] > 0
@@ -171,7 +173,9 @@ def test_server_going_away_mid_run_keeps_finished_answers(gguf, server_ctx, tmp_
     killer.start()
     n = CACHE_CHUNK * 3
     try:
-        report = run_task(task, tmp_path / "out", lanes=["prompt"], limit=n, ctx=server_ctx)
+        report = run_task(
+            task, tmp_path / "out", lanes=["prompt"], limit=n, ctx=server_ctx, mode="rules"
+        )
     finally:
         killer.join()
     zero_shot, few_shot = report.lanes  # `prompt` is zero-shot and 5-shot
@@ -183,7 +187,9 @@ def test_server_going_away_mid_run_keeps_finished_answers(gguf, server_ctx, tmp_
     proc = start_server(gguf, port, log)  # back on the same address
     try:
         server_ctx.clients.pop("generator", None)
-        report = run_task(task, tmp_path / "out", lanes=["prompt"], limit=n, ctx=server_ctx)
+        report = run_task(
+            task, tmp_path / "out", lanes=["prompt"], limit=n, ctx=server_ctx, mode="rules"
+        )
     finally:
         stop(proc)
     zero_shot, few_shot = report.lanes

@@ -16,11 +16,11 @@ def test_run_with_fakes_writes_a_design_conformant_report(fake_ctx, tmp_path, ti
     task.spec.finetune.epochs = 1
     task.spec.compound.max_train_rows = 77
     out = tmp_path / "out"
-    report = run_task(task, out, limit=77, ctx=fake_ctx)
+    report = run_task(task, out, limit=77, ctx=fake_ctx, mode="rules")
 
     data = json.loads((out / "report.json").read_text())
     assert {"task", "decision", "lanes", "winner", "router_correct"} <= set(data)
-    assert data["decision"]["plan"] == "sft"
+    assert data["decision"]["plan"] == "rag" and data["decision"]["lane"] == "rag/knn-vote"
     by_name = {lane["name"]: lane for lane in data["lanes"]}
     assert set(by_name) == {
         "prompt/zero-shot",
@@ -43,8 +43,15 @@ def test_run_with_fakes_writes_a_design_conformant_report(fake_ctx, tmp_path, ti
     assert tuned["status"] == "ok" and tuned["n_cases"] == 77
     compound = by_name["compound"]
     assert compound["status"] == "ok" and compound["n_cases"] == 77
-    # finetune was ranked first and was evaluated: a random tiny model loses to the fakes
-    assert report.winner not in {"finetune/sft", "compound"} and data["router_correct"] is False
+    # a random tiny model loses to the fakes; the plan's lane (the kNN vote) is checked
+    assert report.winner not in {"finetune/sft", "compound"}
+    check = data["decision_check"]
+    assert check["chosen_lane"] == "rag/knn-vote" and check["outcome"] in {
+        "matched",
+        "tied",
+        "wrong",
+    }
+    assert data["router_correct"] is (check["outcome"] != "wrong")
     assert (
         "| prompt/5-shot |" in (out / "report.md").read_text()
         or "**prompt/5-shot**" in (out / "report.md").read_text()
@@ -59,7 +66,7 @@ def test_same_cases_and_prompts_for_every_lane(fake_ctx, tmp_path):
     task = load_task(BANKING)
     gen = label_echo_generator(task.labels)
     fake_ctx.clients["generator"] = gen
-    run_task(task, tmp_path / "o", lanes=["prompt"], limit=20, ctx=fake_ctx)
+    run_task(task, tmp_path / "o", lanes=["prompt"], limit=20, ctx=fake_ctx, mode="rules")
     queries = [c[-1]["content"] for c in gen.calls]
     assert queries[:20] == queries[20:40]
 

@@ -117,10 +117,10 @@ def test_build_cli_saves_a_loadable_system(hash_banking, tmp_path, fake_ctx):
     assert lines[0].startswith("built rag/knn-vote (lane given;")
     assert lines[1] == f"saved to {out}"
     summary = json.loads(lines[-1])
-    assert summary["lane"] == "rag/knn-vote" and summary["plan"] == "sft"
+    assert summary["lane"] == "rag/knn-vote" and summary["plan"] == "rag"
     assert summary["routed"] is False and summary["system_dir"] == str(out)
     spec = json.loads((out / "system.json").read_text())
-    assert spec["decision"]["plan"] == "sft" and spec["decision"]["ranked"]
+    assert spec["decision"]["plan"] == "rag" and spec["decision"]["ranked"]
     loaded = load_system(out, fake_ctx)
     answer = loaded.invoke("I am still waiting for my card to arrive")
     assert answer.output in load_task(hash_banking).labels and answer.extra["retrieved_ids"]

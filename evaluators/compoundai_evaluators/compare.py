@@ -12,7 +12,7 @@ cases both lanes are scored on (`n`, the `compared` field), and per-case scores 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
 from typing import Any
@@ -48,20 +48,24 @@ SHOWN_FLIPS = 10
 
 
 @dataclass
+class Scored:
+    """One lane's per-case statistics by metric (what the bootstrap resamples), and its
+    per-case scores (NaN where a metric says nothing about a case)."""
+
+    stats: dict[str, np.ndarray] = field(default_factory=dict)
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
 class Comparison:
-    """What `compare` measured: one result per lane, and every paired difference."""
+    """What `compare` measured: one result per lane, every paired difference, and the
+    per-case statistics behind them (`scored`, by lane name: what a decision extrapolates
+    from)."""
 
     lanes: list[LaneResult]
     differences: list[Difference]
     descriptions: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class _Scored:
-    """One lane's per-case statistics, kept for the pairwise step."""
-
-    stats: dict[str, np.ndarray] = field(default_factory=dict)
-    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    scored: dict[str, Scored] = field(default_factory=dict)
 
 
 def _estimate(e: Estimate, n: int) -> MetricValue:
@@ -94,7 +98,7 @@ def _answer(
 
 
 def compare(
-    systems: Sequence[Evaluable],
+    systems: Iterable[Evaluable],
     cases: Sequence[Example],
     metrics: Sequence[str | Metric],
     seed: int = 0,
@@ -115,6 +119,11 @@ def compare(
 ) -> Comparison:
     """Run each system on every case, score it, and compare every pair of lanes.
 
+    `systems` may be any iterable, e.g. a generator that builds each lane as it is needed:
+    nothing here keeps a system after scoring it, so its model can be freed before the next
+    one loads. When every metric is measured on preference pairs (`preference_accuracy`
+    alone, without diagnostics), the cases are not answered at all.
+
     >>> comparison = compare([zero_shot, five_shot], cases, ["accuracy"])  # doctest: +SKIP
     >>> [(d.a, d.b, round(d.value, 3)) for d in comparison.differences]    # doctest: +SKIP
     [('prompt/zero-shot', 'prompt/5-shot', -0.31)]
@@ -134,11 +143,12 @@ def compare(
     pair_counts = bootstrap_counts(len(preferences), resamples, seed + 1)
 
     results: list[LaneResult] = []
-    scored: dict[str, _Scored] = {}
+    scored: dict[str, Scored] = {}
+    answer_cases = bool(all_metrics)
     for system in _progress(systems, progress):
         started = time.perf_counter()
         try:
-            answers, n_cached = _answer(system, cases, cache)
+            answers, n_cached = _answer(system, cases, cache) if answer_cases else ([], 0)
         except Exception as exc:  # recorded in the report, as DSPy's BetterTogether does
             results.append(
                 LaneResult(
@@ -152,9 +162,9 @@ def compare(
         wall = time.perf_counter() - started
         rows = [
             Row(c.id, c.input, c.output, a.output, a.text, c.meta, a.extra)
-            for c, a in zip(cases, answers, strict=True)
+            for c, a in zip(cases, answers, strict=answer_cases)
         ]
-        lane = _Scored()
+        lane = Scored()
         values: dict[str, MetricValue] = {}
         for metric in all_metrics:
             stats, scores = metric.stats(rows), metric.case_scores(rows)
@@ -222,7 +232,7 @@ def compare(
             )
     reported = {name for r in results for name in r.metrics}
     descriptions = {m.name: m.description for m in metric_by_name.values() if m.name in reported}
-    return Comparison(results, differences, descriptions)
+    return Comparison(results, differences, descriptions, scored)
 
 
 def _lane_result(
@@ -282,13 +292,15 @@ def _lane_result(
         generator=gen_name,
         remote=remote,
         cached=n_cached,
+        data_share=system.info.data_share,
         info={"predictions": predictions},
     )
 
 
-def _progress(systems: Sequence[Any], show: bool) -> Any:
-    if not show or len(systems) < 2:
+def _progress(systems: Iterable[Any], show: bool) -> Any:
+    if not show or (isinstance(systems, Sequence) and len(systems) < 2):
         return systems
     from tqdm.auto import tqdm
 
-    return tqdm(systems, desc="compare lanes", unit="lane")
+    total = len(systems) if isinstance(systems, Sequence) else None
+    return tqdm(systems, desc="compare lanes", unit="lane", total=total)

@@ -12,8 +12,12 @@ from html import escape as _escape
 
 from compoundai_evaluators.markdown import (
     ABSTENTION_NOTE,
+    DEV_TEST_HEAD,
+    EVIDENCE_HEAD,
     VERSUS_HEAD,
     decision_check_lines,
+    dev_test_rows,
+    evidence_rows,
     versus_rows,
 )
 from compoundai_evaluators.report import LaneResult, Report
@@ -290,9 +294,24 @@ def _decision(report: Report) -> str:
         f"{escape(str(r['value']))}): {escape(r['text'])}</li>"
         for r in d.get("reasons", [])
     )
-    return (
-        f"<p>Plan <code>{escape(d.get('plan', ''))}</code>; ranked {ranked}.</p><ul>{reasons}</ul>"
+    head = (
+        f"<p>Plan <code>{escape(d.get('plan', ''))}</code>, lane "
+        f"<code>{escape(str(d.get('lane')))}</code>, decided by "
+        f"<b>{escape(d.get('mode', 'rules'))}</b>; ranked {ranked}.</p>"
     )
+    measured = ""
+    if d.get("mode") == "measured":
+        evidence = [[escape(c) for c in row] for row in evidence_rows(d)]
+        dev_test = [[escape(c) for c in row] for row in dev_test_rows(report)]
+        measured = (
+            f"<p>Measured on {escape(str(d.get('split')))} ({escape(str(d.get('metric')))}) in "
+            f"{d.get('seconds') or 0:.0f} s; the rules alone planned "
+            f"<code>{escape(str(d.get('rule_plan')))}</code>.</p>"
+            f'<div id="evidence">{_table(EVIDENCE_HEAD, evidence)}</div>'
+            "<h3>Dev (how it was decided) against test (this report)</h3>"
+            f'<div id="dev-test">{_table(DEV_TEST_HEAD, dev_test)}</div>'
+        )
+    return f"{head}{measured}<ul>{reasons}</ul>"
 
 
 def render_html(report: Report) -> str:

@@ -7,6 +7,8 @@ differences with flips, then the assumptions (prices, sampling).
 
 from __future__ import annotations
 
+from typing import Any
+
 from compoundai_evaluators.report import Difference, MetricValue, Report, Verdict
 
 
@@ -25,9 +27,22 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
 
 def _decision(report: Report) -> list[str]:
     d = report.decision
-    lines = [f"**Router's plan:** `{d['plan']}`  ", ""]
+    mode = d.get("mode", "rules")
+    how = (
+        f"measured on {d.get('split')} ({d.get('metric')}) in {d.get('seconds') or 0:.0f} s; "
+        f"the rules alone planned `{d.get('rule_plan')}`"
+        if mode == "measured"
+        else "from the rules alone"
+    )
+    lines = [f"**Router's plan:** `{d['plan']}`, lane `{d.get('lane')}` ({how})  ", ""]
+    if mode == "measured":
+        lines += ["### How the decision was measured", ""]
+        lines += _table(EVIDENCE_HEAD, evidence_rows(d))
+        lines += ["", "### Dev (how it was decided) against test (this report)", ""]
+        lines += _table(DEV_TEST_HEAD, dev_test_rows(report))
+        lines += [""]
     lines += _table(
-        ["rank", "lane", "score"],
+        ["rank", "family", "score"],
         [[str(i), r["lane"], str(r["score"])] for i, r in enumerate(d["ranked"], 1)],
     )
     lines += ["", "Reasons:", ""]
@@ -35,6 +50,56 @@ def _decision(report: Report) -> list[str]:
         f"- **{r['lane']}** ({r['signal']} = {r['value']}): {r['text']}" for r in d["reasons"]
     ]
     return lines
+
+
+EVIDENCE_HEAD = ["stage", "lane", "data", "cases", "value [95% CI]", "s", "note"]
+DEV_TEST_HEAD = ["lane", "data", "dev", "predicted at full data", "test"]
+
+
+def evidence_rows(decision: dict[str, Any]) -> list[list[str]]:
+    """Every measurement of a measured decision, in order (findings without a value too)."""
+    rows = []
+    for e in decision.get("evidence", []):
+        value = (
+            f"{e['value']:.3f} [{e['ci_low']:.3f}, {e['ci_high']:.3f}]"
+            if e.get("value") is not None
+            else "-"
+        )
+        share = f"{e['data_share']:.0%}" if e.get("data_share") is not None else "-"
+        seconds = f"{e['seconds']:.0f}" if e.get("seconds") is not None else "-"
+        rows.append(
+            [e["stage"], e["lane"], share, str(e.get("cases") or "-"), value, seconds, e["note"]]
+        )
+    return rows
+
+
+def dev_test_rows(report: Report) -> list[list[str]]:
+    """Per lane of this report: its dev score (at its data share), the decision's prediction
+    of its full-data dev score, and its test score here."""
+    d = report.decision
+    predictions = d.get("predictions", {})
+    dev: dict[str, dict[str, Any]] = {}
+    for e in d.get("evidence", []):
+        if e.get("value") is not None:
+            dev[e["lane"]] = e  # the last measurement of that exact lane wins
+    rows = []
+    for lane in report.lanes:
+        if lane.status != "ok" or report.primary_metric not in lane.metrics:
+            continue
+        base = lane.name.split("@", 1)[0]
+        m = lane.metrics[report.primary_metric]
+        measured = dev.get(lane.name)
+        p = predictions.get(base)
+        rows.append(
+            [
+                lane.name,
+                f"{lane.data_share:.0%}",
+                f"{measured['value']:.3f}" if measured else "-",
+                f"{p['value']:.3f} [{p['ci_low']:.3f}, {p['ci_high']:.3f}]" if p else "-",
+                f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]",
+            ]
+        )
+    return rows
 
 
 def _lanes(report: Report) -> list[str]:

@@ -55,6 +55,7 @@ class LaneResult(Strict):
     cached: int = 0  # answers taken from the cache instead of generated
     forgetting: Forgetting | None = None
     general_perplexity: float | None = None
+    data_share: float = 1.0  # a training lane measured at a rung: the share of its data
     info: dict[str, Any] = Field(default_factory=dict)
 
 

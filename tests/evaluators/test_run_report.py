@@ -20,7 +20,7 @@ def test_run_writes_every_report_file_and_reruns_from_the_cache(fake_ctx, tmp_pa
     gen = label_echo_generator(task.labels)
     fake_ctx.clients["generator"] = gen
     out = tmp_path / "out"
-    first = run_task(task, out, lanes=["prompt"], limit=40, ctx=fake_ctx)
+    first = run_task(task, out, lanes=["prompt"], limit=40, ctx=fake_ctx, mode="rules")
     for name in ("report.json", "report.md", "report.html", "predictions.jsonl"):
         assert (out / name).is_file(), name
     data = json.loads((out / "report.json").read_text())
@@ -29,11 +29,11 @@ def test_run_writes_every_report_file_and_reruns_from_the_cache(fake_ctx, tmp_pa
     assert data["prices"]["compute_usd_per_hour"] == 0.10
     assert data["constraints"]["max_latency_ms"] == 2000
     calls = len(gen.calls)
-    second = run_task(task, out, lanes=["prompt"], limit=40, ctx=fake_ctx)
+    second = run_task(task, out, lanes=["prompt"], limit=40, ctx=fake_ctx, mode="rules")
     assert len(gen.calls) == calls  # nothing generated again
     assert [lane.cached for lane in second.lanes] == [40, 40]
     assert second.lanes[0].metrics == first.lanes[0].metrics
-    run_task(task, out, lanes=["prompt"], limit=40, ctx=fake_ctx, cache=False)
+    run_task(task, out, lanes=["prompt"], limit=40, ctx=fake_ctx, cache=False, mode="rules")
     assert len(gen.calls) == 2 * calls
 
 

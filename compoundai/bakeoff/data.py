@@ -1,0 +1,102 @@
+"""What a measured decision measures on: the dev split's cases or pairs, or a held-out slice
+of train, and the metric it decides by. The test split is never read here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from compoundai.data import Example, PreferencePair, sample_cases
+from compoundai.errors import UserInputError
+from compoundai.task import Task
+
+# Metrics a lane can score well on while answering badly: never what a task is decided on.
+NOT_QUALITY = {"json_valid", "mrr", "groundedness", "abstention_accuracy"}
+
+
+def decision_metric(metrics: Sequence[str]) -> str:
+    """The task's first answer-quality metric: what it is decided on.
+
+    >>> decision_metric(["json_valid", "schema_adherence", "slot_f1"])
+    'schema_adherence'
+    """
+    for name in metrics:
+        if name not in NOT_QUALITY and not name.startswith("recall_at_"):
+            return name
+    return metrics[0]
+
+
+@dataclass
+class DecisionData:
+    """The held-out units a decision measures on, and where they came from."""
+
+    cases: list[Example]  # the decision sample (empty when the metric is on pairs)
+    first: list[Example]  # its small first sample
+    pairs: list[PreferencePair]
+    source: str  # "dev" or "train slice"
+    exclude: frozenset[str]  # training ids held out as that slice
+    note: str
+
+
+def decision_data(task: Task, cases: int, first: int, metric: str) -> DecisionData:
+    """The dev split's cases (and pairs), or, without a dev split, a held-out slice of train."""
+    spec = task.spec
+    stratify = spec.output.type == "labels"
+    seed = spec.evaluation.seed
+    pairs = list(task.preferences.get("dev", []))
+    exclude: frozenset[str] = frozenset()
+    if metric == "preference_accuracy":
+        source = "dev"
+        if not pairs:
+            train_pairs = task.preferences.get("train", [])
+            if len(train_pairs) < 20:
+                raise UserInputError(
+                    "a measured decision on preference accuracy needs held-out pairs",
+                    hint="add preferences.dev, or decide with --rules-only",
+                )
+            take = min(len(train_pairs) // 5, cases)
+            pairs = train_pairs[-take:]
+            source = "train slice"
+            exclude = frozenset(p.id for p in pairs)
+            note = (
+                f"no preferences.dev split: {len(pairs)} training pairs were held out for the "
+                "decision and left out of its training"
+            )
+            return DecisionData([], [], pairs, source, exclude, note)
+        pairs = pairs[:cases]
+        return DecisionData([], [], pairs, source, frozenset(), f"{len(pairs)} dev pairs")
+    dev = task.split("dev")
+    source = "dev"
+    if not dev:
+        train = task.split("train")
+        if len(train) < 20:
+            raise UserInputError(
+                "a measured decision needs held-out cases: the task has no dev split and too "
+                "few training examples to hold some out",
+                hint="add examples.dev to the task file, or decide with --rules-only",
+            )
+        dev = sample_cases(train, min(max(len(train) // 5, 1), cases), seed, stratify)
+        exclude = frozenset(e.id for e in dev)
+        source = "train slice"
+    sample = sample_cases(dev, cases, seed, stratify)
+    small = sample_cases(sample, min(first, len(sample)), seed, stratify)
+    if source == "dev":
+        note = f"{len(sample)} of {len(dev)} dev cases"
+    else:
+        note = (
+            f"no dev split: {len(dev)} training examples were held out as the decision's "
+            f"cases ({len(sample)} measured) and left out of its training"
+        )
+    return DecisionData(sample, small, pairs, source, exclude, note)
+
+
+def needs_for_measuring(task: Task) -> str | None:
+    """What a measured decision would need and the task lacks (None: it can measure)."""
+    metric = decision_metric(list(task.metrics))
+    if metric == "preference_accuracy":
+        if task.preferences.get("dev") or len(task.preferences.get("train", [])) >= 20:
+            return None
+        return "held-out preference pairs (preferences.dev, or 20 training pairs to hold out)"
+    if task.split("dev") or len(task.split("train")) >= 20:
+        return None
+    return "held-out cases (examples.dev, or at least 20 training examples to hold some out)"

@@ -1,0 +1,133 @@
+"""The pieces of a bake-off: measurements (`Rung`), lanes being measured (`Candidate`), the
+budget clock, the first rung's share and settings, feasibility, and the learning-curve fit."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from compoundai.lanes import Lane
+from compoundai.lanes.rungs import TrainingPlan
+from compoundai.task import Task
+
+FIRST_SHARE = 0.125  # the first rung's share of a training lane's data
+MIN_RUNG_ROWS = 48  # ... but never fewer rows than this
+
+
+@dataclass
+class Rung:
+    """One measurement of one lane: on `units` dev cases (or pairs), at a data share."""
+
+    lane: str  # the name of what was measured (a rung lane: `finetune/sft@12%`)
+    stage: str  # cheap | rung
+    share: float
+    units: int
+    value: float
+    ci_low: float
+    ci_high: float
+    seconds: float  # build + evaluation wall time
+    per_case_ms: float
+    p95_ms: float
+    train_seconds: float = 0.0
+    train_tokens: int = 0
+    steps: int | None = None
+    plan: TrainingPlan | None = None
+    stats: np.ndarray | None = field(default=None, repr=False)  # per-unit metric statistics
+
+
+@dataclass
+class Candidate:
+    """A lane being measured: its rungs so far, and why it stopped, if it did."""
+
+    lane: Lane
+    trains: bool
+    rungs: list[Rung] = field(default_factory=list)
+    stopped: str | None = None
+    plan: TrainingPlan | None = None  # training lanes: the settings chosen on the first rung
+    remote: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.lane.name
+
+    @property
+    def family(self) -> str:
+        return self.lane.family
+
+
+class Budget:
+    """Wall-clock budget of a decision; `fits(seconds)` says whether more work fits in it."""
+
+    def __init__(self, minutes: float | None) -> None:
+        self.seconds = None if minutes is None else minutes * 60
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def fits(self, estimate: float) -> bool:
+        return self.seconds is None or self.elapsed + estimate <= self.seconds
+
+
+def first_share(rows: int) -> float:
+    """The first rung's share: `FIRST_SHARE`, but at least `MIN_RUNG_ROWS` rows.
+
+    >>> first_share(1540), first_share(200), first_share(40)
+    (0.125, 0.25, 1.0)
+    """
+    share = FIRST_SHARE
+    while share < 1 and share * rows < MIN_RUNG_ROWS:
+        share *= 2
+    return min(share, 1.0)
+
+
+def default_grid(task: Task) -> list[dict[str, Any]]:
+    """The settings tried on a training lane's first rung: the task's learning rate with the
+    task's batch, and twice the learning rate with a quarter of the batch (four times the
+    optimizer steps per epoch)."""
+    finetune = task.spec.finetune
+    return [
+        {},
+        {
+            "learning_rate": finetune.learning_rate * 2,
+            "tokens_per_batch": max(256, finetune.tokens_per_batch // 4),
+        },
+    ]
+
+
+def infeasible(lane: Lane, task: Task) -> str | None:
+    """Why a lane cannot be built for this task, said before any work (None: it can)."""
+    spec = task.spec
+    train = task.split("train")
+    family = lane.family
+    if family in ("finetune", "compound") and spec.models.openai_base_url:
+        return "it trains a local model and the task's generator is a server"
+    if family in ("finetune", "compound") and not train:
+        return "no training examples"
+    if getattr(lane, "name", "") == "prompt/5-shot" and not train:
+        return "no training examples to draw demonstrations from"
+    if family == "rag":
+        mode = getattr(lane, "mode", "")
+        if mode in ("context", "bm25") and not task.documents:
+            return "no documents to retrieve from"
+        if mode in ("knn-vote", "demos") and not train:
+            return "no training examples to retrieve"
+    if family == "compound" and spec.output.type == "free_text" and not task.documents:
+        return "no documents for the retrieval-augmented adapter"
+    if "dpo" in getattr(lane, "stages", ()) and not task.preferences.get("train"):
+        return "no preference pairs for DPO"
+    return None
+
+
+def _fit_at_full(x: np.ndarray, y: np.ndarray) -> float:
+    """The least-squares line of `y` against `x` (log2 share), read at x = 0 (share 1)."""
+    if not np.all(np.isfinite(y)):
+        return float("nan")
+    if np.ptp(x) == 0:
+        return float(y[-1])
+    _, intercept = np.polyfit(x, y, 1)
+    return float(min(max(intercept, min(0.0, y.min())), max(1.0, y.max())))

@@ -1,0 +1,363 @@
+"""The bake-off itself: the four stages of `BakeOff.run` (see `compoundai.bakeoff`)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from compoundai.bakeoff.choose import choose
+from compoundai.bakeoff.data import decision_data, decision_metric
+from compoundai.bakeoff.parts import (
+    Budget,
+    Candidate,
+    Rung,
+    default_grid,
+    first_share,
+    infeasible,
+)
+from compoundai.bakeoff.predict import RESAMPLES, Curves
+from compoundai.context import RunContext
+from compoundai.data import Example, slug
+from compoundai.errors import CompoundAIError
+from compoundai.lanes import Lane, lanes_for
+from compoundai.lanes.rungs import PlannedLane, TrainingPlan, is_training
+from compoundai.profile import profile
+from compoundai.router import LANES, Decision, Evidence, Router
+from compoundai.task import Task
+
+THROUGHPUT_GUESS = 300.0  # training tokens/s assumed before a lane has trained (2-core CPU)
+
+
+class BakeOff:
+    """The measured decision for one task; `run()` returns the `Decision`.
+
+    >>> decision = BakeOff(task, ctx, budget_minutes=10).run()   # doctest: +SKIP
+    >>> decision.mode, decision.lane                             # doctest: +SKIP
+    ('measured', 'rag/knn-vote')
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        ctx: RunContext,
+        *,
+        budget_minutes: float | str | None = "task",
+        cases: int | None = None,
+        first_cases: int | None = None,
+        margin: float | None = None,
+        volume: int | None = None,
+        settings_grid: Sequence[dict[str, Any]] | None = None,
+        lanes: Sequence[str] | None = None,
+        lane_objects: Sequence[Lane] | None = None,
+    ) -> None:
+        """Options left out come from the task file's `decide:` settings. `lanes` names the
+        lane families to decide among; `lane_objects` gives the lanes themselves (your own
+        `Lane` implementations, or fakes in tests) instead."""
+        settings = task.spec.decide
+        self.task, self.ctx = task, ctx
+        minutes = settings.budget_minutes if budget_minutes == "task" else budget_minutes
+        self.budget = Budget(minutes)  # type: ignore[arg-type]
+        self.margin = settings.margin if margin is None else margin
+        self.volume = settings.volume if volume is None else volume
+        self.metric = decision_metric(list(task.metrics))
+        self.data = decision_data(
+            task, cases or settings.cases, first_cases or settings.first_cases, self.metric
+        )
+        self.grid = list(settings_grid) if settings_grid is not None else default_grid(task)
+        self.lane_names = list(lanes or task.spec.evaluation.lanes or LANES)
+        self.lane_objects = list(lane_objects) if lane_objects is not None else None
+        self.evidence: list[Evidence] = []
+        self.candidates: list[Candidate] = []
+        self.rules = Router().decide(profile(task, ctx))
+        from compoundai_evaluators import OutputCache
+
+        self.cache = OutputCache(ctx.cache_dir / "decide" / slug(task.name))
+        self.prices: Any = None
+        units = len(self.data.cases) or len(self.data.pairs)
+        self.curves = Curves(self._metric(), units, task.spec.evaluation.seed + 7)
+
+    def _metric(self) -> Any:
+        from compoundai_evaluators.compare import PREFERENCE
+        from compoundai_evaluators.metrics import resolve_metrics
+
+        if self.metric == "preference_accuracy":
+            return PREFERENCE
+        return resolve_metrics(
+            [self.metric],
+            self.task.json_schema,
+            labels=self.task.labels,
+            output_type=self.task.spec.output.type,
+        )[0]
+
+    # -- measuring ---------------------------------------------------------------------------
+
+    def measure(
+        self, lane: Lane, units: Sequence[Example], stage: str, plan: TrainingPlan | None
+    ) -> Rung | str:
+        """Build `lane` and score it on `units`; the rung, or the reason it failed."""
+        from compoundai_evaluators import compare
+
+        task = self.task
+        started = time.perf_counter()
+        self._say(f"decide: {stage} {lane.name} on {len(units) or len(self.data.pairs)} units")
+        try:
+            system = lane.build(task, self.ctx)
+        except CompoundAIError as exc:
+            return str(exc).split("\n")[0]
+        comparison = compare(
+            [system],
+            units,
+            [self.metric],
+            seed=task.spec.evaluation.seed,
+            resamples=RESAMPLES,
+            json_schema=task.json_schema,
+            labels=task.labels,
+            output_type=task.spec.output.type,
+            diagnostics=False,
+            cache=self.cache,
+            preferences=self.data.pairs if self.metric == "preference_accuracy" else (),
+            volume=self.volume,
+        )
+        result = comparison.lanes[0]
+        if result.status != "ok" or self.metric not in result.metrics:
+            return result.message or f"{self.metric} was not measured"
+        m = result.metrics[self.metric]
+        training = system.info.training
+        n = len(units) or len(self.data.pairs)
+        latency = result.latency_ms
+        return Rung(
+            lane=system.name,
+            stage=stage,
+            share=system.info.data_share,
+            units=n,
+            value=m.value,
+            ci_low=m.ci_low,
+            ci_high=m.ci_high,
+            seconds=round(time.perf_counter() - started, 2),
+            per_case_ms=(result.cost.get("inference_seconds", 0.0) * 1000 / max(len(units), 1)),
+            p95_ms=latency.p95 if latency else 0.0,
+            train_seconds=float(training.train_seconds or 0.0) if training else 0.0,
+            train_tokens=int(training.tokens or 0) if training else 0,
+            steps=training.steps if training else None,
+            plan=plan,
+            stats=comparison.scored[system.name].stats[self.metric],
+        )
+
+    def _record(self, rung: Rung, note: str = "") -> None:
+        self.evidence.append(
+            Evidence(
+                lane=rung.lane,
+                stage=rung.stage,
+                data_share=round(rung.share, 4),
+                cases=rung.units,
+                value=round(rung.value, 4),
+                ci_low=round(rung.ci_low, 4),
+                ci_high=round(rung.ci_high, 4),
+                seconds=rung.seconds,
+                train_seconds=round(rung.train_seconds, 1),
+                train_tokens=rung.train_tokens,
+                steps=rung.steps,
+                settings=rung.plan.settings() if rung.plan else {},
+                note=note,
+            )
+        )
+
+    def _note(self, lane: str, stage: str, note: str) -> None:
+        self.evidence.append(Evidence(lane=lane, stage=stage, note=note))
+
+    def _say(self, text: str) -> None:
+        if self.ctx.progress:
+            from tqdm.auto import tqdm
+
+            tqdm.write(text, file=sys.stderr)
+
+    # -- the stages --------------------------------------------------------------------------
+
+    def run(self) -> Decision:
+        self._feasible()
+        self._cheap_stage()
+        self._training_stage()
+        return choose(self)
+
+    def _feasible(self) -> None:
+        """Stage 1: the lanes that can be built for this task, in the rules' prior order."""
+        lanes = self.lane_objects or lanes_for(self.lane_names, self.task)
+        order = [r.lane for r in self.rules.ranked]
+        lanes.sort(key=lambda lane: order.index(lane.family) if lane.family in order else 99)
+        remote = bool(self.task.spec.models.openai_base_url)
+        for lane in lanes:
+            why = infeasible(lane, self.task)
+            if why:
+                self._note(lane.name, "rules", f"not feasible: {why}")
+                continue
+            self.candidates.append(Candidate(lane, is_training(lane), remote=remote))
+        self._note(
+            "all",
+            "rules",
+            f"prior order (the rules): {', '.join(order)}; decided on {self.metric} over "
+            f"{self.data.note}",
+        )
+
+    def _cheap_stage(self) -> None:
+        """Stage 2: the cheap lanes on the small sample, the survivors on the whole sample."""
+        cheap = [c for c in self.candidates if not c.trains]
+        units_first = self.data.first if self.data.cases else []
+        if units_first and len(units_first) < len(self.data.cases):
+            for c in cheap:
+                rung = self.measure(c.lane, units_first, "cheap", None)
+                if isinstance(rung, str):
+                    c.stopped = rung
+                    self._note(c.name, "cheap", f"failed: {rung}")
+                    continue
+                c.rungs.append(rung)
+                self._record(rung, f"first {len(units_first)} decision cases")
+            self._drop_clearly_behind([c for c in cheap if c.rungs and not c.stopped])
+        for c in cheap:
+            if c.stopped:
+                continue
+            rung = self.measure(c.lane, self.data.cases, "cheap", None)
+            if isinstance(rung, str):
+                c.stopped = rung
+                self._note(c.name, "cheap", f"failed: {rung}")
+                continue
+            c.rungs.append(rung)
+            self._record(rung, "the decision sample")
+
+    def _drop_clearly_behind(self, measured: list[Candidate]) -> None:
+        if len(measured) < 2:
+            return
+        leader = max(measured, key=lambda c: c.rungs[-1].value)
+        for c in measured:
+            if c is leader:
+                continue
+            low, _, high = self.curves.gap(leader.rungs[-1], c.rungs[-1])
+            if low > self.margin:
+                c.stopped = (
+                    f"clearly behind {leader.name} on the first sample: gap [{low:+.3f}, "
+                    f"{high:+.3f}] above the {self.margin:g} margin"
+                )
+                self._note(c.name, "cheap", c.stopped)
+
+    def _training_stage(self) -> None:
+        """Stage 3: training lanes on growing shares of their data (successive halving)."""
+        trainers = [c for c in self.candidates if c.trains]
+        for c in trainers:
+            self._first_rung(c)
+        while True:
+            alive = [c for c in trainers if not c.stopped and c.rungs]
+            if not alive:
+                return
+            leader_value = self._leader_value()
+            hopeful = []
+            for c in alive:
+                last = c.rungs[-1]
+                if last.share >= 1:
+                    c.stopped = "trained on all its data"
+                    continue
+                predicted = self.curves.predict(c)
+                if predicted[2] < leader_value - self.margin:
+                    c.stopped = (
+                        f"cannot reach the leader ({leader_value:.3f}): predicted full-data "
+                        f"{predicted[0]:.3f} [{predicted[1]:.3f}, {predicted[2]:.3f}]"
+                    )
+                    self._note(c.name, "rung", c.stopped)
+                    continue
+                hopeful.append((predicted[0], c))
+            if not hopeful:
+                return
+            hopeful.sort(key=lambda p: -p[0])
+            keep = max(1, math.ceil(len(hopeful) / 2)) if len(hopeful) > 1 else 1
+            for _, c in hopeful[keep:]:
+                c.stopped = "halved out: another training lane predicted higher"
+                self._note(c.name, "rung", c.stopped)
+            progressed = False
+            for _, c in hopeful[:keep]:
+                last = c.rungs[-1]
+                share = min(1.0, last.share * 2)
+                if share > 0.75:
+                    share = 1.0
+                estimate = last.seconds * share / max(last.share, 1e-9)
+                if not self.budget.fits(estimate):
+                    c.stopped = (
+                        f"budget: the next rung ({share:.0%} of the data, about "
+                        f"{estimate / 60:.1f} min) does not fit in what is left"
+                    )
+                    self._note(c.name, "rung", c.stopped)
+                    continue
+                assert c.plan is not None
+                plan = TrainingPlan(
+                    share=share,
+                    learning_rate=c.plan.learning_rate,
+                    tokens_per_batch=c.plan.tokens_per_batch,
+                    epochs=c.plan.epochs,
+                    exclude=self.data.exclude,
+                )
+                rung = self.measure(PlannedLane(c.lane, plan), self.data.cases, "rung", plan)
+                if isinstance(rung, str):
+                    c.stopped = rung
+                    self._note(c.name, "rung", f"failed: {rung}")
+                    continue
+                c.rungs.append(rung)
+                self._record(rung, f"rung {len(c.rungs)}: {plan.label}")
+                progressed = True
+            if not progressed:
+                return
+
+    def _first_rung(self, c: Candidate) -> None:
+        """The first rung: the lane on its smallest share, once per setting of the grid."""
+        n_rows = len([e for e in self.task.split("train") if e.id not in self.data.exclude])
+        share = first_share(n_rows)
+        best: Rung | None = None
+        for i, settings in enumerate(self.grid):
+            plan = TrainingPlan(share=share, exclude=self.data.exclude, **settings)
+            estimate = self._first_estimate(n_rows * share, plan)
+            if best is not None and not self.budget.fits(estimate):
+                self._note(c.name, "rung", f"budget: setting {i + 1} ({plan.label}) not tried")
+                break
+            if best is None and not self.budget.fits(estimate):
+                c.stopped = (
+                    f"budget: even the first rung ({share:.0%} of the data, about "
+                    f"{estimate / 60:.1f} min) does not fit"
+                )
+                self._note(c.name, "rung", c.stopped)
+                return
+            rung = self.measure(PlannedLane(c.lane, plan), self.data.cases, "rung", plan)
+            if isinstance(rung, str):
+                c.stopped = rung
+                self._note(c.name, "rung", f"failed: {rung}")
+                return
+            self._record(rung, f"rung 1, setting {i + 1} of {len(self.grid)}: {plan.label}")
+            if best is None or rung.value > best.value:
+                best = rung
+        if best is not None:
+            c.rungs.append(best)
+            c.plan = best.plan
+
+    def _first_estimate(self, rows: float, plan: TrainingPlan) -> float:
+        """Seconds a first rung may take, before anything was trained: tokens / a guess."""
+        finetune = self.task.spec.finetune
+        epochs = plan.epochs or finetune.epochs
+        cheap = [r for c in self.candidates if not c.trains for r in c.rungs]
+        per_case = max((r.per_case_ms for r in cheap), default=500.0) / 1000
+        tokens = rows * 80 * epochs  # ~80 tokens a row (prompt template, input, answer)
+        return tokens / THROUGHPUT_GUESS + per_case * len(self.data.cases)
+
+    def _leader_value(self) -> float:
+        scored = [c for c in self.candidates if c.rungs and not (c.stopped and not c.trains)]
+        values = [self.curves.predict(c)[0] for c in scored]
+        finite = [v for v in values if np.isfinite(v)]
+        return max(finite) if finite else float("-inf")
+
+
+def decide_measured(task: Task, ctx: RunContext, **options: Any) -> Decision:
+    """The measured decision (see the module docstring).
+
+    >>> decide_measured(task, ctx, budget_minutes=5).plan   # doctest: +SKIP
+    'rag'
+    """
+    return BakeOff(task, ctx, **options).run()

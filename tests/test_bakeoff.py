@@ -1,0 +1,238 @@
+"""The measured decision with fakes: every stage, the halving rule, the budget cut-off, the
+no-dev-split path, and the reuse of a rung's adapter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from compoundai.bakeoff import BakeOff, decision_data, first_share
+from compoundai.cli import cli
+from compoundai.context import RunContext
+from compoundai.contract import BuildInfo, OutputContract, TrainingFacts
+from compoundai.lanes import PromptLane, RagLane
+from compoundai.run import run_task
+from compoundai.system import CompoundSystem
+from compoundai.task import Task, load_task
+from compoundai.testing import FakeGenerator, HashEmbedder
+from tests.conftest import BANKING, label_echo_generator
+
+
+def _unit(text: str) -> float:
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+
+
+class ScriptedTrainer:
+    """A training lane whose accuracy grows with its data: `base + gain * share`."""
+
+    family = "finetune"
+
+    def __init__(self, name: str, base: float, gain: float, seconds: float = 5.0) -> None:
+        self.name, self.base, self.gain, self.seconds = name, base, gain, seconds
+        self.seen_rows: list[int] = []
+        self.seen_ids: list[set[str]] = []
+
+    def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
+        train = task.split("train")
+        self.seen_rows.append(len(train))
+        self.seen_ids.append({e.id for e in train})
+        full = len(TRAIN_ROWS[task.name])
+        accuracy = self.base + self.gain * len(train) / full
+        truth = {e.input: e.output for split in task.examples.values() for e in split}
+        labels = task.labels
+
+        def answer(chat: list[dict[str, str]]) -> str:
+            text = chat[-1]["content"]
+            gold = truth[text]
+            return gold if _unit(self.name + text) < accuracy else labels[labels.index(gold) - 1]
+
+        system = CompoundSystem(
+            self.name,
+            self.family,
+            task.spec.instructions,
+            OutputContract("labels", list(labels)),
+            FakeGenerator(answer, name=f"fake-{self.name}"),
+            ctx=ctx,
+            info=BuildInfo(training=TrainingFacts(train_seconds=self.seconds, tokens=1000)),
+        )
+        return system
+
+
+TRAIN_ROWS: dict[str, list] = {}
+
+
+def _fake_ctx(tmp_path: Path, task: Task) -> RunContext:
+    ctx = RunContext(cache_dir=tmp_path / "cache", progress=False)
+    ctx.clients["embedder"] = HashEmbedder()
+    ctx.clients["generator"] = label_echo_generator(task.labels)
+    TRAIN_ROWS[task.name] = task.split("train")
+    return ctx
+
+
+@pytest.fixture
+def banking() -> Task:
+    return load_task(BANKING)
+
+
+def _cheap() -> list:
+    return [PromptLane(0), PromptLane(5), RagLane("knn-vote"), RagLane("demos")]
+
+
+def test_cheap_lanes_are_screened_on_a_small_sample_then_measured(banking, tmp_path):
+    ctx = _fake_ctx(tmp_path, banking)
+    decision = BakeOff(banking, ctx, lane_objects=_cheap(), budget_minutes=None).run()
+    assert decision.mode == "measured" and decision.split == "dev"
+    cheap = [e for e in decision.evidence if e.stage == "cheap" and e.value is not None]
+    assert {e.cases for e in cheap} == {24, 64}
+    assert {e.lane for e in cheap if e.cases == 24} == {lane.name for lane in _cheap()}
+    # the chosen lane was measured on the whole decision sample and is tied with the best
+    assert decision.lane in {e.lane for e in cheap if e.cases == 64}
+    best = max(p["value"] for p in decision.predictions.values())
+    assert decision.predictions[decision.lane]["value"] >= best - 0.02
+    assert decision.plan in {"prompt", "rag"} and decision.metric == "accuracy"
+    assert decision.reasons[0].signal == "dev.accuracy"
+
+
+def test_a_lane_clearly_behind_on_the_first_sample_stops_there(banking, tmp_path):
+    ctx = _fake_ctx(tmp_path, banking)
+    ctx.clients["generator"] = FakeGenerator(default="not a label")  # LLM lanes: always wrong
+    decision = BakeOff(banking, ctx, lane_objects=_cheap(), budget_minutes=None).run()
+    stopped = [e for e in decision.evidence if e.note.startswith("clearly behind")]
+    assert {e.lane for e in stopped} >= {"prompt/zero-shot"}
+    assert decision.lane == "rag/knn-vote"
+
+
+def test_halving_gives_rungs_to_the_lane_that_can_reach_the_leader(banking, tmp_path):
+    ctx = _fake_ctx(tmp_path, banking)
+    good = ScriptedTrainer("finetune/sft", base=0.55, gain=0.45)
+    poor = ScriptedTrainer("finetune/sft+dpo", base=0.0, gain=0.05)
+    decision = BakeOff(
+        banking, ctx, lane_objects=[*_cheap(), good, poor], budget_minutes=None, settings_grid=[{}]
+    ).run()
+    rungs = [e for e in decision.evidence if e.stage == "rung" and e.value is not None]
+    good_shares = [e.data_share for e in rungs if e.lane.split("@")[0] == "finetune/sft"]
+    assert good_shares == sorted(good_shares) and good_shares[-1] == 1.0 and len(good_shares) >= 3
+    assert [e.data_share for e in rungs if e.lane.startswith("finetune/sft+dpo")] == [0.125]
+    assert any("cannot reach the leader" in e.note for e in decision.evidence if "dpo" in e.lane)
+    # it trained on growing shares of the data: 1/8, 1/4, 1/2, all
+    assert good.seen_rows == sorted(good.seen_rows) and good.seen_rows[0] == 192
+    assert decision.lane == "finetune/sft" and decision.plan == "sft"
+    assert decision.training_plans["finetune/sft"]["share"] == 1.0
+
+
+def test_the_budget_stops_training_lanes_and_the_cheap_lanes_decide(banking, tmp_path):
+    ctx = _fake_ctx(tmp_path, banking)
+    good = ScriptedTrainer("finetune/sft", base=0.55, gain=0.45)
+    decision = BakeOff(
+        banking, ctx, lane_objects=[*_cheap(), good], budget_minutes=0.01, settings_grid=[{}]
+    ).run()
+    assert any(e.note.startswith("budget") for e in decision.evidence if "finetune/sft" in e.lane)
+    assert good.seen_rows == []  # not even the first rung was trained
+    assert decision.lane != "finetune/sft"
+
+
+def test_the_first_rung_tries_each_setting_and_keeps_the_better(banking, tmp_path):
+    ctx = _fake_ctx(tmp_path, banking)
+    good = ScriptedTrainer("finetune/sft", base=0.55, gain=0.45)
+    grid = [{"learning_rate": 1e-3}, {"learning_rate": 2e-3, "tokens_per_batch": 1024}]
+    decision = BakeOff(
+        banking, ctx, lane_objects=[*_cheap(), good], budget_minutes=None, settings_grid=grid
+    ).run()
+    first = [e for e in decision.evidence if e.lane.startswith("finetune/sft@")][:2]
+    assert [e.settings for e in first] == grid
+    chosen = decision.training_plans["finetune/sft"]
+    assert chosen["learning_rate"] in (1e-3, 2e-3)
+
+
+def _without_dev(tmp_path: Path) -> Path:
+    spec = yaml.safe_load(BANKING.read_text())
+    data = BANKING.parent / "data"
+    spec["output"]["labels"] = str(data / "labels.json")
+    spec["examples"] = {
+        "input_field": "text",
+        "output_field": "label",
+        "train": str(data / "train.jsonl"),
+        "test": str(data / "test.jsonl"),
+    }
+    path = tmp_path / "task.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_without_a_dev_split_a_train_slice_is_held_out_and_not_trained_on(tmp_path):
+    task = load_task(_without_dev(tmp_path))
+    ctx = _fake_ctx(tmp_path, task)
+    good = ScriptedTrainer("finetune/sft", base=0.55, gain=0.45)
+    bake = BakeOff(task, ctx, lane_objects=[*_cheap(), good], budget_minutes=None)
+    decision = bake.run()
+    assert decision.split == "train slice"
+    held_out = bake.data.exclude
+    assert len(held_out) == 64 and all(not (held_out & seen) for seen in good.seen_ids)
+    assert "held out" in next(e.note for e in decision.evidence if e.stage == "rules")
+
+
+def test_decision_data_on_preference_pairs_uses_the_dev_pairs():
+    task = load_task(BANKING.parent.parent / "hh_preferences" / "task.yaml")
+    data = decision_data(task, 64, 24, "preference_accuracy")
+    assert data.cases == [] and len(data.pairs) == 30 and data.source == "dev"
+
+
+def test_first_share_keeps_enough_rows():
+    assert first_share(1540) == 0.125 and first_share(100) == 0.5 and first_share(30) == 1.0
+
+
+def test_decide_cli_rules_only_is_instant(tmp_path):
+    args = ["--cache-dir", str(tmp_path / "c"), "decide", str(BANKING), "--json", "--rules-only"]
+    rules = CliRunner().invoke(cli, args)
+    assert rules.exit_code == 0, rules.output
+    data = json.loads(rules.output)
+    assert data["mode"] == "rules" and data["evidence"] == []
+
+
+def test_run_reuses_the_rung_adapter_and_builds_the_plan_in_full(tmp_path, tiny_model_dir):
+    """A real (tiny) finetune lane: `run` finds the decision's rung adapter in the cache."""
+    from tests.adapters.conftest import LABELS, make_task
+
+    rows = [
+        {"text": f"{t} {i}", "label": lb}
+        for i in range(96)
+        for t, lb in [
+            ("my card has not arrived", "card_arrival"),
+            ("what is the exchange rate", "exchange_rate"),
+            ("how do I top up", "top_up"),
+        ][i % 3 : i % 3 + 1]
+    ]
+    path = make_task(tmp_path, tiny_model_dir, rows)
+    spec = yaml.safe_load(path.read_text())
+    (tmp_path / "dev.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows[:30]), encoding="utf-8"
+    )
+    spec["examples"]["dev"] = "dev.jsonl"
+    spec["models"]["embedder"] = "hash:64"
+    spec["decide"] = {"cases": 24, "first_cases": 12, "budget_minutes": 30}
+    path.write_text(yaml.safe_dump(spec))
+    task = load_task(path)
+    ctx = RunContext(cache_dir=tmp_path / "cache", progress=False)
+    ctx.clients["embedder"] = HashEmbedder()
+    ctx.clients["generator"] = label_echo_generator(LABELS)
+    # the cheap lanes are perfect on this toy task, so training stops at the first rung
+    report = run_task(task, tmp_path / "out", lanes=["rag", "finetune"], ctx=ctx)
+    adapters = sorted((ctx.cache_dir / "adapters").iterdir())
+    rung_lanes = [lane for lane in report.lanes if "@" in lane.name]
+    assert rung_lanes and rung_lanes[0].status == "ok", [r.message for r in report.lanes]
+    assert report.decision["mode"] == "measured" and report.decision["evidence"]
+    # the rung lane compared on test is the adapter the decision trained: nothing new
+    assert sorted((ctx.cache_dir / "adapters").iterdir()) == adapters
+    assert len(adapters) == len(
+        [e for e in report.decision["evidence"] if e["stage"] == "rung" and e["value"] is not None]
+    )
+    assert report.decision_check is not None and report.decision_check.outcome in (
+        "matched",
+        "tied",
+        "wrong",
+    )
