@@ -40,6 +40,23 @@ def pick_dtype(device: str, requested: str = "auto") -> Any:
 
 
 @contextmanager
+def loading_bars(show: bool) -> Iterator[None]:
+    """transformers' "Loading weights" bars on or off while a model loads (`--no-progress`)."""
+    if show:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+@contextmanager
 def quiet_peft() -> Iterator[None]:
     """Hide the FutureWarning PEFT triggers by asking transformers 5 through a deprecated
     alias (`is_gradient_checkpointing`): users cannot act on it."""

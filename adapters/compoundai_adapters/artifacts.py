@@ -17,7 +17,7 @@ from pydantic import Field
 from compoundai.config import Strict
 from compoundai.contract import ForgettingFacts
 from compoundai.errors import UserInputError
-from compoundai.hardware import quiet_peft
+from compoundai.hardware import loading_bars, quiet_peft
 
 MANIFEST = "manifest.json"
 
@@ -131,7 +131,10 @@ def merge_and_export(adapter_dir: str | Path, out_dir: str | Path, ctx: Any = No
 
     manifest = read_manifest(adapter_dir)
     base_path = ModelStore(ctx or RunContext()).resolve(manifest.base_model)
-    base = AutoModelForCausalLM.from_pretrained(base_path, dtype="float32", use_safetensors=True)
+    with loading_bars(getattr(ctx, "progress", True)):
+        base = AutoModelForCausalLM.from_pretrained(
+            base_path, dtype="float32", use_safetensors=True
+        )
     merged = load_adapter(adapter_dir, base).merge_and_unload()
     out = Path(out_dir)
     merged.save_pretrained(str(out), safe_serialization=True)

@@ -19,7 +19,7 @@ from pydantic import Field
 from compoundai.config import Strict, load_yaml_model
 from compoundai.context import RunContext
 from compoundai.errors import Problem, RunTimeFailure, UserInputError
-from compoundai.hardware import cpu_has_bf16, quiet_peft
+from compoundai.hardware import cpu_has_bf16, loading_bars, quiet_peft
 
 
 class LoraSettings(Strict):
@@ -110,10 +110,11 @@ def load_model(settings: TrainSettings, ctx: RunContext, device: str) -> tuple[A
     # A frozen base can live in bf16; full fine-tuning keeps fp32 master weights.
     dtype = torch.bfloat16 if bf16 and settings.lora is not None else torch.float32
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, use_safetensors=True, **kwargs
-        )
+        with loading_bars(ctx.progress):
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, use_safetensors=True, **kwargs
+            )
     except OSError as exc:
         raise UserInputError(f"cannot load model {settings.model!r}: {exc}") from None
     if tokenizer.pad_token is None:

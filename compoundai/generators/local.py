@@ -20,7 +20,7 @@ from compoundai.chat import render_chat
 from compoundai.context import RunContext
 from compoundai.errors import RunTimeFailure, UserInputError
 from compoundai.generators.base import Chat, Generation, GenerationConfig
-from compoundai.hardware import pick_dtype, quiet_peft
+from compoundai.hardware import loading_bars, pick_dtype, quiet_peft
 from compoundai.models import ModelStore
 
 
@@ -57,8 +57,11 @@ class LocalGenerator:
         self.device = self.ctx.resolve_device()
         self.dtype = pick_dtype(self.device, dtype)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            lm = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype, use_safetensors=True)
+            with loading_bars(self.ctx.progress):
+                tokenizer = AutoTokenizer.from_pretrained(path)
+                lm = AutoModelForCausalLM.from_pretrained(
+                    path, dtype=self.dtype, use_safetensors=True
+                )
         except OSError as exc:
             raise UserInputError(
                 f"cannot load model {model!r} from {path}: {exc}",
