@@ -38,14 +38,14 @@ def inputs(task, n: int = 150) -> list[str]:
     return [c.input for c in task.split("test")[:n]]
 
 
-def test_minilm_vectors_do_not_depend_on_the_batch(ctx, task):
+def test_minilm_query_vectors_do_not_depend_on_the_batch(ctx, task):
     embedder = make_embedder(task.spec.models.embedder, ctx)
     texts = inputs(task, 64)
-    together = embedder.embed(texts)
-    alone = np.stack([embedder.embed([t])[0] for t in texts])
+    together = embedder.embed_queries(texts)
+    alone = np.stack([embedder.embed_queries([t])[0] for t in texts])
     assert np.array_equal(together, alone)
     shuffled = random.Random(0).sample(texts, len(texts))
-    again = embedder.embed([*shuffled, "a longer query that pads every other one"])
+    again = embedder.embed_queries([*shuffled, "a longer query that pads every other one"])
     order = {t: i for i, t in enumerate(texts)}
     assert all(np.array_equal(again[i], together[order[t]]) for i, t in enumerate(shuffled))
 

@@ -106,8 +106,12 @@ def infeasible(lane: Lane, task: Task) -> str | None:
     family = lane.family
     if family in ("finetune", "compound") and spec.models.openai_base_url:
         return "it trains a local model and the task's generator is a server"
-    if family in ("finetune", "compound") and not train:
+    if family == "compound" and not train:
         return "no training examples"
+    if family == "finetune" and not train and not task.preferences.get("train"):
+        return "no training examples or preference pairs"
+    if getattr(lane, "name", "") == "prompt/stuffed" and not task.documents:
+        return "no documents to put in the prompt"
     if getattr(lane, "name", "") == "prompt/5-shot" and not train:
         return "no training examples to draw demonstrations from"
     if family == "rag":

@@ -72,6 +72,7 @@ class BakeOff:
         self.lane_names = list(lanes or task.spec.evaluation.lanes or LANES)
         self.lane_objects = list(lane_objects) if lane_objects is not None else None
         self.evidence: list[Evidence] = []
+        self._built: dict[str, Any] = {}
         self.candidates: list[Candidate] = []
         self.rules = Router().decide(profile(task, ctx))
         from compoundai_evaluators import OutputCache
@@ -105,10 +106,14 @@ class BakeOff:
         task = self.task
         started = time.perf_counter()
         self._say(f"decide: {stage} {lane.name} on {len(units) or len(self.data.pairs)} units")
-        try:
-            system = lane.build(task, self.ctx)
-        except CompoundAIError as exc:
-            return str(exc).split("\n")[0]
+        system = self._built.get(lane.name)
+        if system is None:
+            try:
+                system = lane.build(task, self.ctx)
+            except CompoundAIError as exc:
+                return str(exc).split("\n")[0]
+            if not is_training(lane):  # a cheap lane is measured twice: build it once
+                self._built[lane.name] = system
         comparison = compare(
             [system],
             units,
@@ -342,8 +347,9 @@ class BakeOff:
         """Seconds a first rung may take, before anything was trained: tokens / a guess."""
         finetune = self.task.spec.finetune
         epochs = plan.epochs or finetune.epochs
-        cheap = [r for c in self.candidates if not c.trains for r in c.rungs]
-        per_case = max((r.per_case_ms for r in cheap), default=500.0) / 1000
+        # a fine-tuned lane reads a short prompt: as fast as the fastest model-calling lane
+        cheap = [r for c in self.candidates if not c.trains for r in c.rungs if r.per_case_ms > 1]
+        per_case = min((r.per_case_ms for r in cheap), default=500.0) / 1000
         tokens = rows * 80 * epochs  # ~80 tokens a row (prompt template, input, answer)
         return tokens / THROUGHPUT_GUESS + per_case * len(self.data.cases)
 

@@ -9,15 +9,16 @@ Three kinds: sentence-transformers (the default, MiniLM from the model store, ru
 the CPU has AMX / AVX-512 bf16: measured ~2x the fp32 throughput here with cosine > 0.99 to the
 fp32 vectors), the OpenAI embeddings API through the `openai` client, and the hash fake.
 
-Batch invariance: a text's vector must not depend on what else is embedded with it, or a served
-answer depends on the batch its request landed in (nearest demonstrations swap on near-ties).
-A padded batch changes the arithmetic (measured here: up to 2e-3 in bf16, 1e-7 in fp32, between
-a text alone and in a batch), and even unpadded batches of one length differ in fp32 with the
-batch size (the GEMM kernels block by the row count). So `SentenceTransformerEmbedder` runs
-every distinct text in a forward pass of its own: the same input, the same shapes, the same
-vector, bit for bit. No padding also means no wasted compute: for 200-token chunks this is as
-fast as the padded batches were (faster in fp32); for many short texts it is about 3x slower,
-which only building an index of short examples feels.
+Batch invariance: a query's vector must not depend on what else is embedded with it, or a
+served answer depends on the batch its request landed in (nearest demonstrations swap on
+near-ties). A padded batch changes the arithmetic (measured here: up to 2e-3 in bf16, 1e-7 in
+fp32, between a text alone and in a batch), and even unpadded batches of one length differ in
+fp32 with the batch size (the GEMM kernels block by the row count). So queries go through
+`embed_queries`, which runs every distinct text in a forward pass of its own: the same input,
+the same shapes, the same vector, bit for bit. A corpus (an index, a bank of demonstrations) is
+embedded once, by `embed`, in length-sorted batches: 9x the texts per second for short texts
+(measured on banking77's messages: 169 against 19 a second), and its vectors are stored, so no
+answer depends on how they were batched.
 """
 
 from __future__ import annotations
@@ -58,9 +59,11 @@ class SentenceTransformerEmbedder:
         *,
         ctx: RunContext | None = None,
         dtype: str = "auto",
+        batch_size: int = 64,
     ) -> None:
         self.ctx = ctx or RunContext()
         self.name = model
+        self.batch_size = batch_size
         path = ModelStore(self.ctx).resolve(model)
         try:
             from sentence_transformers import SentenceTransformer
@@ -68,13 +71,14 @@ class SentenceTransformerEmbedder:
             raise RunTimeFailure(
                 f"embeddings need the local extra ({exc}); pip install 'compoundai[local]'"
             ) from None
-        from compoundai.hardware import pick_dtype
+        from compoundai.hardware import loading_bars, pick_dtype
 
         device = self.ctx.resolve_device()
         # safetensors only: never a pickled pytorch_model.bin
-        self.model: Any = SentenceTransformer(
-            path, device=device, model_kwargs={"use_safetensors": True}
-        )
+        with loading_bars(self.ctx.progress):
+            self.model: Any = SentenceTransformer(
+                path, device=device, model_kwargs={"use_safetensors": True}
+            )
         self.torch_dtype = pick_dtype(device, dtype)
         self.model.to(self.torch_dtype)
         st_model: Any = self.model
@@ -88,8 +92,22 @@ class SentenceTransformerEmbedder:
         return len(self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """One L2-normalised float32 row per text, each computed alone (batch-invariant, see
-        the module docstring); a text given twice is embedded once."""
+        """One L2-normalised float32 row per text, in length-sorted batches: for a corpus."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_tensor=True,
+            show_progress_bar=False,
+        )
+        # numpy has no bf16: widen on the torch side first.
+        return np.asarray(vectors.float().cpu().numpy(), dtype=np.float32)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """One row per text, each computed alone (batch-invariant, see the module docstring);
+        a text given twice is embedded once."""
         import torch
 
         if not texts:
@@ -163,6 +181,13 @@ class OpenAIEmbedder:
         self._dim = out.shape[1]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms == 0, 1.0, norms)
+
+
+def embed_queries(embedder: Any, texts: Sequence[str]) -> np.ndarray:
+    """Queries through the embedder's batch-invariant path when it has one (`embed_queries`),
+    else `embed` (the hash fake is invariant; a remote API is what it is)."""
+    path = getattr(embedder, "embed_queries", None)
+    return path(list(texts)) if callable(path) else embedder.embed(list(texts))
 
 
 def make_embedder(name: str, ctx: RunContext) -> Embedder:

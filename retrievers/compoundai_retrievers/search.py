@@ -31,6 +31,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from compoundai.errors import UserInputError
+from compoundai_retrievers.embedders import embed_queries
 from compoundai_retrievers.index import EXACT_LIMIT, ChromaIndex
 
 Mode = Literal["dense", "bm25", "hybrid"]
@@ -104,7 +105,7 @@ def dense_search(
         return []
     if count == 0:
         return [[] for _ in queries]
-    vectors = index.embedder.embed(list(queries))
+    vectors = embed_queries(index.embedder, list(queries))  # batch-invariant
     if count <= EXACT_LIMIT:
         return _exact_search(index, vectors, k, where)
     got = _chroma_call(
