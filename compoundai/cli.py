@@ -8,6 +8,7 @@ errors into exit codes: 0 success, 2 the user's input is wrong (every problem li
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,8 +17,13 @@ import click
 
 from compoundai.cli_common import _ctx, _errors_to_exit_codes
 from compoundai.context import default_cache_dir
+from compoundai.tracking import Tracking, tracking_options
 
 F = TypeVar("F", bound=Callable[..., Any])
+STRICT_HELP = (
+    "Exit 2 when held-out inputs also occur in the training split (leakage), instead of "
+    "warning with the count."
+)
 
 
 @click.group()
@@ -36,6 +42,8 @@ def cli(
     click_ctx: click.Context, cache_dir: Path | None, seed: int, device: str, no_progress: bool
 ) -> None:
     """Decide between prompting, RAG and fine-tuning; build it; prove it with a report."""
+    if no_progress:  # transformers and huggingface_hub read this when they are imported
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     click_ctx.obj = {
         "cache_dir": cache_dir or default_cache_dir(),
         "seed": seed,
@@ -114,6 +122,8 @@ def models_list(obj: dict[str, Any], as_json: bool) -> None:
 @click.option(
     "--lanes", default=None, help="Comma-separated lanes to decide among [default: every lane]."
 )
+@click.option("--strict", is_flag=True, help="Fail on leaked held-out cases (see run --help).")
+@tracking_options
 @click.pass_obj
 @_errors_to_exit_codes
 def decide(
@@ -123,6 +133,9 @@ def decide(
     rules_only: bool,
     budget_minutes: float | None,
     lanes: str | None,
+    strict: bool,
+    track: str | None,
+    tracking_uri: str | None,
 ) -> None:
     """Decide for TASK_FILE by measuring the lanes on its dev split (a budgeted bake-off).
 
@@ -133,7 +146,9 @@ def decide(
     from compoundai.run import decide as make_decision
     from compoundai.task import load_task
 
-    task = load_task(task_file)
+    tracking = Tracking(track, tracking_uri)
+    tracking.check()
+    task = load_task(task_file, strict=strict)
     ctx = _ctx(obj)
     decision = make_decision(
         task,
@@ -142,6 +157,7 @@ def decide(
         lanes=_lane_list(lanes),
         budget_minutes=budget_minutes,
     )
+    tracking.decision(decision, task=task.spec.name)
     if as_json:
         click.echo(decision.model_dump_json(indent=2, exclude={"stages"}))
         return
@@ -214,6 +230,7 @@ def _report_options(default_lanes: str | None, lanes_help: str) -> Callable[[F],
             default=None,
             help="Budget of the measured decision on dev [default: the task's].",
         )(fn)
+        fn = click.option("--strict", is_flag=True, help=STRICT_HELP)(fn)
         fn = click.option(
             "--lanes",
             default=default_lanes,
@@ -241,6 +258,7 @@ def _report_options(default_lanes: str | None, lanes_help: str) -> Callable[[F],
 @click.option(
     "--rules-only", is_flag=True, help="Decide by the rules alone and build every lane as is."
 )
+@tracking_options
 @click.pass_obj
 @_errors_to_exit_codes
 def run(
@@ -258,11 +276,14 @@ def run(
     training lane at the share of its data the decision stopped it at (`finetune/sft@25%`).
     """
     mode = "rules" if rules_only else "full" if full else "measured"
-    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), mode=mode, **options)
+    tracking = Tracking.from_options(options)  # checks MLflow is there before any work
+    report = _run_and_print(obj, task_file, out_dir, _lane_list(lanes), mode=mode, **options)
+    tracking.report(report, out_dir, params={"mode": mode})
 
 
 @cli.command()
 @_report_options("prompt,rag,finetune,compound", "Comma-separated lanes to compare.")
+@tracking_options
 @click.pass_obj
 @_errors_to_exit_codes
 def compare(
@@ -275,7 +296,9 @@ def compare(
     report.md, report.html (plots, no network needed) and predictions.jsonl. Answers are
     cached in OUT_DIR/cache, so a re-run only generates what changed.
     """
-    _run_and_print(obj, task_file, out_dir, _lane_list(lanes), mode="full", **options)
+    tracking = Tracking.from_options(options)
+    report = _run_and_print(obj, task_file, out_dir, _lane_list(lanes), mode="full", **options)
+    tracking.report(report, out_dir, params={"mode": "full"})
 
 
 def _run_and_print(
@@ -292,8 +315,9 @@ def _run_and_print(
     general_text: Path | None,
     max_forgetting: float,
     budget_minutes: float | None,
+    strict: bool,
     mode: str,
-) -> None:
+) -> Any:
     from compoundai.run import run_task
 
     judge = None
@@ -314,6 +338,7 @@ def _run_and_print(
         max_forgetting=max_forgetting,
         mode=mode,
         budget_minutes=budget_minutes,
+        strict=strict,
     )
     d = report.decision
     click.echo(f"plan: {d['plan']} (lane {d.get('lane')}; decided by {d.get('mode', 'rules')})")
@@ -334,6 +359,7 @@ def _run_and_print(
     if check is not None:
         click.echo(f"decision check on {report.cases.get('split')}: {check.outcome} ({check.note})")
     click.echo(f"winner: {report.winner}; report: {out_dir / 'report.html'}")
+    return report
 
 
 @cli.command("report")

@@ -43,6 +43,7 @@ from compoundai.cli_common import _ctx, _errors_to_exit_codes
     default=None,
     help="Budget of the measured decision [default: the task's decide.budget_minutes].",
 )
+@click.option("--strict", is_flag=True, help="Exit 2 on leaked held-out cases.")
 @click.pass_obj
 @_errors_to_exit_codes
 def build(
@@ -53,6 +54,7 @@ def build(
     as_json: bool,
     rules_only: bool,
     budget_minutes: float | None,
+    strict: bool,
 ) -> None:
     """Build the system the decision chooses for TASK_FILE (or --lane) and save it to SYSTEM_DIR.
 
@@ -65,7 +67,7 @@ def build(
     from compoundai.build import build_system
     from compoundai.task import load_task
 
-    task = load_task(task_file)
+    task = load_task(task_file, strict=strict)
     names = [n.strip() for n in lane.split(",") if n.strip()] if lane else [None]
     ctx = _ctx(obj)
     summaries = []

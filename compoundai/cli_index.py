@@ -160,7 +160,7 @@ def read_queries(path: Path) -> list[str]:
     ['In what country is Normandy located?', ...]
     """
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines: U+2028
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError([Problem(f"cannot read queries: {exc}", file=str(path))]) from None
     numbered = [(n, line.strip()) for n, line in enumerate(lines, start=1) if line.strip()]

@@ -10,11 +10,12 @@ default.
     >>> class Settings(Strict):
     ...     epochs: int = 1
     >>> validate(Settings, {"epoch": 2}, Path("x.yaml"), None)[1][0].message
-    'Extra inputs are not permitted'
+    "unknown setting 'epoch'; did you mean 'epochs'?"
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -66,15 +67,49 @@ def validate(
         problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])
+            message = err["msg"]
+            if err["type"] == "extra_forbidden":
+                message = f"unknown setting {loc[-1]!r}" + _suggest(model, loc)
             problems.append(
                 Problem(
-                    err["msg"],
+                    message,
                     file=str(path),
                     line=line_of(node, loc),
                     field=".".join(str(p) for p in loc),
                 )
             )
         return None, problems
+
+
+def _suggest(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """`; did you mean 'x'?` for a misspelt key, from the fields of the model at `loc`."""
+    target: Any = model
+    for key in loc[:-1]:
+        fields = getattr(target, "model_fields", None)
+        if not fields or key not in fields:
+            return ""
+        target = _model_of(fields[key].annotation)
+        if target is None:
+            return ""
+    fields = getattr(target, "model_fields", {}) or {}
+    names = [f.alias or name for name, f in fields.items()]
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; known: {', '.join(sorted(names))}"
+
+
+def _model_of(annotation: Any) -> Any:
+    """The pydantic model inside an annotation (`Model`, `Model | None`), or None."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def load_yaml_model(path: str | Path, model: type[M], what: str = "settings") -> M:

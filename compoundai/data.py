@@ -70,7 +70,10 @@ def iter_jsonl(path: Path, problems: list[Problem]) -> Iterator[tuple[int, dict[
         )
         return
     n_rows = 0
-    for lineno, line_text in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only: JSON strings may hold U+2028, U+0085 and other characters that
+    # `str.splitlines` also breaks on (gsm8k's train.jsonl row 2381 holds U+2028).
+    for lineno, line_text in enumerate(text.split("\n"), start=1):
+        line_text = line_text.removesuffix("\r")
         if not line_text.strip():
             continue
         try:
@@ -100,20 +103,35 @@ def read_examples(
     id_field: str | None,
     problems: list[Problem],
     labels: set[str] | None = None,
+    *,
+    input_template: str | None = None,
+    single_output: bool = False,
 ) -> list[Example]:
     """Read examples from a JSONL file through a field mapping.
 
-    `output_field` may name one field, or map output keys to fields (a JSON output assembled
-    from several fields, e.g. `{intent: intent, slots: slots}`). With `labels`, an output not
-    in the set is a problem at that line.
+    The input is the `input_field`, or `input_template` filled from the row's fields
+    (`"{instruction}\n{input}"`). `output_field` may name one field, or map output keys to
+    fields (a JSON output assembled from several fields, e.g. `{intent: intent, slots: slots}`).
+    With `labels`, an output not in the set is a problem at that line. With `single_output`
+    (a training split: one target to learn), a list output becomes its first non-empty item.
     """
     examples: list[Example] = []
     for lineno, row in iter_jsonl(path, problems):
         where = {"file": str(path), "line": lineno}
-        value = row.get(input_field)
+        if input_template is not None:
+            try:
+                value: Any = input_template.format_map(_Row(row))
+            except KeyError as exc:
+                problems.append(
+                    Problem(f"input_template names the field {exc}, which the row lacks", **where)  # type: ignore[arg-type]
+                )
+                continue
+        else:
+            value = row.get(input_field)
         if not isinstance(value, str) or not value.strip():
+            what = f"input field '{input_field}'" if input_template is None else "input_template"
             found = "missing" if value is None else f"not a non-empty string ({value!r:.40})"
-            problems.append(Problem(f"input field '{input_field}' {found}", **where))  # type: ignore[arg-type]
+            problems.append(Problem(f"{what} {found}", **where))  # type: ignore[arg-type]
             continue
         output: Any = None
         if isinstance(output_field, str):
@@ -127,6 +145,14 @@ def read_examples(
                 problems.append(Problem(f"output fields missing: {', '.join(missing)}", **where))  # type: ignore[arg-type]
                 continue
             output = {key: row[f] for key, f in output_field.items()}
+        if single_output and isinstance(output, list):
+            kept = [o for o in output if not isinstance(o, str) or o.strip()]
+            if not kept:
+                problems.append(
+                    Problem("a training row needs an answer to learn; the list is empty", **where)  # type: ignore[arg-type]
+                )
+                continue
+            output = kept[0]
         if labels is not None and output not in labels:
             problems.append(
                 Problem(f"unknown label {output!r} (not in the task's label set)", **where)  # type: ignore[arg-type]
@@ -136,6 +162,14 @@ def read_examples(
         meta = {k: v for k, v in row.items() if k not in {input_field, id_field}}
         examples.append(Example(ex_id, value, output, meta, f"{path}:{lineno}"))
     return examples
+
+
+class _Row(dict[str, Any]):
+    """A row for `str.format_map`: values as text, JSON for objects and lists."""
+
+    def __getitem__(self, key: str) -> str:
+        value = dict.__getitem__(self, key)
+        return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def read_preferences(

@@ -125,7 +125,9 @@ def profile(task: Task, ctx: RunContext | None = None) -> TaskProfile:
     """
     ctx = ctx or RunContext()
     spec = task.spec
-    texts = document_texts(task.documents)
+    from compoundai.task_files import document_loader
+
+    texts = document_texts(task.documents, document_loader(task))
     passages = split_passages(texts)
     train = task.split("train")
     example_chars = sum(len(e.input) + len(str(e.output)) for e in train)
@@ -181,8 +183,9 @@ def profile(task: Task, ctx: RunContext | None = None) -> TaskProfile:
     )
 
 
-def document_texts(paths: Sequence[Path]) -> list[str]:
-    """The text of every document, read as the RAG index reads it (one JSONL row = one text).
+def document_texts(paths: Sequence[Path], loader: Any = None) -> list[str]:
+    """The text of every document, read as the RAG index reads it (one JSONL row = one text,
+    through the task's `document_fields` when `loader` carries them).
 
     Falls back to the file's raw text where the retrievers' loader cannot read the file.
     """
@@ -190,7 +193,7 @@ def document_texts(paths: Sequence[Path]) -> list[str]:
 
     texts: list[str] = []
     for path in paths:
-        loaded = load_file(Path(path))
+        loaded = load_file(Path(path), loader)
         if loaded.documents:
             texts += [d.text for d in loaded.documents]
             continue

@@ -137,6 +137,9 @@ def plan_lane(top: str, stages: list[str], p: TaskProfile) -> str:
     'finetune/sft+dpo'
     """
     if top == "prompt":
+        fits = p.n_documents and p.corpus_tokens <= p.context_window // 2
+        if fits and p.output_type == "free_text":
+            return "prompt/stuffed"
         return "prompt/5-shot" if p.n_train else "prompt/zero-shot"
     if top == "rag":
         return {"labels": "rag/knn-vote", "json_schema": "rag/demos"}.get(p.output_type, "rag")

@@ -59,6 +59,23 @@ def prompt_first(p: TaskProfile) -> list[Vote]:
     ]
 
 
+def instructions_only(p: TaskProfile) -> list[Vote]:
+    """A task with instructions and nothing else: prompting is the only lane that applies."""
+    if p.n_train or p.n_documents or p.n_preference_pairs:
+        return []
+    return [
+        Vote(
+            "prompt",
+            0.5,
+            "no_data",
+            True,
+            "the task has instructions only (no examples, documents or preference pairs): "
+            "nothing can be trained or retrieved, so the plan is the zero-shot prompt; add "
+            "examples to measure it, or to let other lanes compete",
+        )
+    ]
+
+
 def examples_fit_in_context(p: TaskProfile) -> list[Vote]:
     """Few-shot prompting uses the examples when they fit in the prompt budget (half the
     window, the other half for the instructions, the query and the answer)."""
@@ -402,6 +419,7 @@ def constraints_on_training(p: TaskProfile) -> list[Vote]:
 
 RULES: list[Rule] = [
     prompt_first,
+    instructions_only,
     examples_fit_in_context,
     labelled_examples_are_retrieved,
     schema_with_examples_needs_compound,

@@ -52,6 +52,7 @@ def run_task(
     mode: str = "measured",
     budget_minutes: float | None = None,
     decision: Decision | None = None,
+    strict: bool = False,
 ) -> Any:
     """Decide, build and compare; write report.json, report.md, report.html, predictions.jsonl.
 
@@ -80,7 +81,7 @@ def run_task(
         raise UserInputError(f"unknown run mode {mode!r}; choose from {', '.join(MODES)}")
     ctx = ctx or RunContext()
     if not isinstance(task, Task):
-        task = load_task(task)
+        task = load_task(task, strict=strict)
     if prices is not None and not isinstance(prices, PriceTable):
         prices = load_prices(prices)
     prices = prices or PriceTable()

@@ -48,7 +48,9 @@ class DemoBank:
         """The k most similar examples for each input, most similar last (closest to the query)."""
         import numpy as np
 
-        queries = self.embedder.embed(list(inputs))
+        # queries one at a time (batch-invariant); the bank itself was embedded in batches
+        path = getattr(self.embedder, "embed_queries", None)
+        queries = path(list(inputs)) if callable(path) else self.embedder.embed(list(inputs))
         picks = []
         for query in queries:
             # One query at a time: a matrix-vector product's result cannot depend on the other

@@ -40,6 +40,7 @@ from compoundai.generators.local import LocalGenerator
 from compoundai.generators.openai_backend import OpenAIGenerator
 from compoundai.lanes.rag.lane import SYSTEMS as RAG_SYSTEMS
 from compoundai.lanes.rag.systems import RetrievingSystem
+from compoundai.lanes.stuffed import StuffedSystem
 from compoundai.provenance import file_sha256, json_digest, now, versions
 from compoundai.system import CompoundSystem, DemoBank, NoGenerator
 from compoundai.system_trust import MODEL_WEIGHTS, check_system_dir, confined
@@ -116,12 +117,17 @@ class RagSpec(Strict):
     index: IndexRef
 
 
+class StuffedSpec(Strict):
+    passages: str
+    count: int = Field(ge=0)
+
+
 class SystemFile(Strict):
     """`system.json`, validated: what `load_system` trusts, field by field."""
 
     format: Literal["compoundai-system"]
     format_version: int = Field(ge=1, le=FORMAT_VERSION)
-    kind: Literal["compound", "rag"]
+    kind: Literal["compound", "rag", "stuffed"]
     name: str = Field(min_length=1)
     lane: str = Field(min_length=1)
     instructions: str
@@ -133,12 +139,17 @@ class SystemFile(Strict):
     demos: DemosRef | None = None
     info: BuildInfo = Field(default_factory=BuildInfo)
     rag: RagSpec | None = None
+    stuffed: StuffedSpec | None = None
     decision: dict[str, Any] | None = None
     provenance: dict[str, Any] | None = None
 
 
 # `kind` in system.json -> the class `load_system` rebuilds (a closed list).
-KINDS: dict[str, type[CompoundSystem]] = {"compound": CompoundSystem, "rag": RetrievingSystem}
+KINDS: dict[str, type[CompoundSystem]] = {
+    "compound": CompoundSystem,
+    "rag": RetrievingSystem,
+    "stuffed": StuffedSystem,
+}
 
 
 def read_system_file(folder: Path) -> SystemFile:

@@ -217,6 +217,8 @@ def check_system_dir(
         confined(folder, saved.demos.file, "demos.file")
         if not embedder_given:
             check_embedder_name(saved.demos.embedder, "demos.embedder", ctx, allowed)
+    if saved.stuffed is not None:
+        confined(folder, saved.stuffed.passages, "stuffed.passages")
     if saved.rag is not None:
         index = saved.rag.index
         confined(folder, index.records, "rag.index.records")

@@ -13,8 +13,6 @@ into one `UserInputError`, each with its file and line.
 
 from __future__ import annotations
 
-import glob
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,11 +20,11 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from compoundai.config import Strict, line_of, read_yaml, validate
-from compoundai.data import Example, PreferencePair, read_examples, read_preferences
+from compoundai.data import Example, PreferencePair
 from compoundai.errors import Problem, UserInputError
 from compoundai.task_checks import check_metrics, check_rows
+from compoundai.task_files import read_task_files
 
-SPLITS = ("train", "dev", "test")
 KNOWN_METRICS = {
     "accuracy",
     "macro_f1",
@@ -41,6 +39,7 @@ KNOWN_METRICS = {
     "recall_at_10",
     "abstention_accuracy",
     "groundedness",
+    "final_answer",
 }
 DEFAULT_METRICS = {
     "labels": ["accuracy", "macro_f1"],
@@ -59,6 +58,13 @@ class OutputContract(Strict):
     schema_: dict[str, Any] | str | None = Field(
         None, alias="schema", description="A JSON Schema, inline or a path to a .json file."
     )
+    max_answer_tokens: int | None = Field(
+        None,
+        gt=0,
+        le=4096,
+        description="Tokens an answer may take (free text, JSON) [default: from the longest "
+        "training answer].",
+    )
 
 
 class SplitFiles(Strict):
@@ -75,9 +81,15 @@ class SplitFiles(Strict):
 
 
 class ExampleData(SplitFiles):
-    """Labelled examples in JSONL, with the fields that hold the input and the output."""
+    """Labelled examples in JSONL, with the fields that hold the input and the output.
+
+    `input_template` builds the input from several fields instead (`"{instruction}\n{input}"`).
+    For free text a training row teaches one answer: a list there is its first item; held-out
+    rows keep every reference (SQuAD style, `[]` for a question without an answer).
+    """
 
     input_field: str = "input"
+    input_template: str | None = None
     output_field: str | dict[str, str] = "output"
     id_field: str | None = None
 
@@ -89,6 +101,19 @@ class PreferenceData(SplitFiles):
     chosen_field: str = "chosen"
     rejected_field: str = "rejected"
     id_field: str | None = None
+
+
+class DocumentFields(Strict):
+    """Which fields of a JSONL document row hold its text, id and title."""
+
+    text: str = "text"
+    id: list[str] = Field(default_factory=lambda: ["id", "doc_id"])
+    title: str = "title"
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
 
 class Constraints(Strict):
@@ -211,6 +236,7 @@ class TaskSpec(Strict):
     instructions: str = Field(min_length=1)
     output: OutputContract = Field(default_factory=OutputContract)
     documents: list[str] = Field(default_factory=list)
+    document_fields: DocumentFields = Field(default_factory=DocumentFields)
     examples: ExampleData | None = None
     preferences: PreferenceData | None = None
     constraints: Constraints = Field(default_factory=Constraints)
@@ -259,14 +285,10 @@ def load_task(path: str | Path, *, strict: bool = False) -> Task:
         raise UserInputError(f"task file not found: {path}", hint="pass the path to a task.yaml")
     raw, node = read_yaml(path, "task settings")
     spec, problems = validate(TaskSpec, raw, path, node)
-    if spec is None:
-        raise UserInputError(problems)
+    if spec is None:  # report the data problems of the sections that did validate too
+        raise UserInputError(problems + problems_despite_schema(raw, path))
     task = Task(spec=spec, path=path)
-    base = path.parent
-    _load_contract(task, base, problems)
-    _load_documents(task, base, problems)
-    _load_examples(task, base, problems)
-    _load_preferences(task, base, problems)
+    read_task_files(task, problems)
     for name in spec.metrics:
         if name not in KNOWN_METRICS:
             problems.append(
@@ -277,113 +299,28 @@ def load_task(path: str | Path, *, strict: bool = False) -> Task:
                     field="metrics",
                 )
             )
-    if not task.examples and not task.preferences and not task.documents:
-        problems.append(
-            Problem(
-                "the task has no data: give examples, preferences or documents",
-                file=str(path),
-            )
-        )
     problems += check_metrics(task, node) + check_rows(task, strict)
     if problems:
         raise UserInputError(problems)
     return task
 
 
-def _resolve(base: Path, pattern: str, problems: list[Problem], what: str) -> list[Path]:
-    full = pattern if Path(pattern).is_absolute() else str(base / pattern)
-    matches = sorted(Path(p) for p in glob.glob(full, recursive=True))
-    if not matches:
-        problems.append(Problem(f"{what} not found: {pattern} (looked in {base})"))
-    return matches
-
-
-def _load_contract(task: Task, base: Path, problems: list[Problem]) -> None:
-    contract = task.spec.output
-    if contract.type == "labels":
-        labels: Any = contract.labels
-        if labels is None:
-            problems.append(Problem("output.type is 'labels' but output.labels is not set"))
-            return
-        if isinstance(labels, str):
-            paths = _resolve(base, labels, problems, "label file")
-            if not paths:
-                return
-            try:
-                labels = json.loads(paths[0].read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                problems.append(
-                    Problem(f"label file is not a JSON list: {exc}", file=str(paths[0]))
-                )
-                return
-        if (
-            not isinstance(labels, list)
-            or not labels
-            or not all(isinstance(x, str) for x in labels)
-        ):
-            problems.append(Problem("output.labels must be a non-empty list of strings"))
-            return
-        if len(set(labels)) != len(labels):
-            problems.append(Problem("output.labels has duplicates"))
-        task.labels = list(labels)
-    elif contract.type == "json_schema":
-        schema: Any = contract.schema_
-        if schema is None:
-            problems.append(Problem("output.type is 'json_schema' but output.schema is not set"))
-            return
-        if isinstance(schema, str):
-            paths = _resolve(base, schema, problems, "schema file")
-            if not paths:
-                return
-            try:
-                schema = json.loads(paths[0].read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                problems.append(Problem(f"schema file is not JSON: {exc}", file=str(paths[0])))
-                return
-        if not isinstance(schema, dict):
-            problems.append(Problem("output.schema must be a JSON object"))
-            return
-        task.json_schema = schema
-
-
-def _load_documents(task: Task, base: Path, problems: list[Problem]) -> None:
-    for pattern in task.spec.documents:
-        task.documents += [p for p in _resolve(base, pattern, problems, "documents") if p.is_file()]
-
-
-def _load_examples(task: Task, base: Path, problems: list[Problem]) -> None:
-    data = task.spec.examples
-    if data is None:
-        return
-    labels = set(task.labels) if task.labels else None
-    for split in SPLITS:
-        rows: list[Example] = []
-        for pattern in getattr(data, split):
-            for p in _resolve(base, pattern, problems, f"examples.{split} file"):
-                rows += read_examples(
-                    p, data.input_field, data.output_field, data.id_field, problems, labels
-                )
-        if rows:
-            task.examples[split] = rows
-    if not task.examples.get("test") and not task.examples.get("dev") and not problems:
-        problems.append(
-            Problem("examples need a held-out split (examples.test or examples.dev) to evaluate on")
-        )
-
-
-def _load_preferences(task: Task, base: Path, problems: list[Problem]) -> None:
-    data = task.spec.preferences
-    if data is None:
-        return
-    fields = {
-        "prompt": data.prompt_field,
-        "chosen": data.chosen_field,
-        "rejected": data.rejected_field,
-    }
-    for split in SPLITS:
-        pairs: list[PreferencePair] = []
-        for pattern in getattr(data, split):
-            for p in _resolve(base, pattern, problems, f"preferences.{split} file"):
-                pairs += read_preferences(p, fields, data.id_field, problems)
-        if pairs:
-            task.preferences[split] = pairs
+def problems_despite_schema(raw: dict[str, Any], path: Path) -> list[Problem]:
+    """The data problems of the sections that validate, when the whole file did not."""
+    found: list[Problem] = []
+    sections = ("output", "documents", "document_fields", "examples", "preferences")
+    kept = {}
+    for key in sections:
+        if key not in raw:
+            continue
+        probe = {"name": "x", "instructions": "x", key: raw[key]}
+        try:
+            TaskSpec.model_validate(probe)
+        except ValueError:
+            continue
+        kept[key] = raw[key]
+    if not kept:
+        return found
+    spec = TaskSpec.model_validate({"name": "x", "instructions": "x", **kept})
+    read_task_files(Task(spec=spec, path=path), found)
+    return found

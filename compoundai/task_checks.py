@@ -29,6 +29,7 @@ METRIC_OUTPUTS = {
     "schema_adherence": ("json_schema",),
     "slot_f1": ("json_schema",),
     "macro_f1": ("labels",),
+    "final_answer": ("free_text",),
 }
 log = logging.getLogger("compoundai.task")
 
@@ -79,5 +80,5 @@ def check_rows(task: Task, strict: bool = False) -> list[Problem]:
             problems.append(Problem(message, file=str(task.path), field=f"examples.{split}"))
         else:
             task.warnings.append(message)
-            log.warning("warning: %s (a strict load makes this an error)", message)
+            log.warning("warning: %s (--strict makes this an error)", message)
     return problems

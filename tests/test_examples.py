@@ -123,6 +123,9 @@ def test_example_runs_small_on_fakes(name, fake_ctx, tmp_path):
     data = json.loads((out / "report.json").read_text())
     assert data["decision"]["plan"] == EXPECTED[name][0]
     lanes = {lane["name"]: lane for lane in data["lanes"]}
+    if task.documents:  # the documents go into the prompt only when they fit
+        stuffed = lanes.pop("prompt/stuffed")
+        assert stuffed["status"] == "not_built" and "do not fit" in stuffed["message"]
     assert set(lanes) == {"prompt/zero-shot", "prompt/5-shot"}
     for lane in lanes.values():
         assert lane["status"] == "ok", lane

@@ -21,6 +21,7 @@ from compoundai.lanes.compound import CompoundLane
 from compoundai.lanes.finetune import FinetuneLane
 from compoundai.lanes.prompt import PromptLane
 from compoundai.lanes.rag import RagLane
+from compoundai.lanes.stuffed import StuffedLane
 from compoundai.router import LANES
 from compoundai.system import CompoundSystem
 from compoundai.task import Task
@@ -59,6 +60,8 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
     for name in names:
         if name == "prompt":
             lanes += [PromptLane(shots=0), PromptLane(shots=5)]
+            if task is not None and task.documents and task.spec.output.type == "free_text":
+                lanes.append(StuffedLane())
         elif name == "finetune":
             lanes.append(FinetuneLane(("sft",)))
             if task is not None and task.preferences.get("train"):
@@ -105,6 +108,7 @@ __all__ = [
     "LaneFailure",
     "PromptLane",
     "RagLane",
+    "StuffedLane",
     "build_lanes",
     "lanes_for",
 ]

@@ -28,7 +28,7 @@ from compoundai.context import RunContext
 from compoundai.contract import BuildInfo, ForgettingFacts, TrainingFacts, format_output
 from compoundai.data import slug, write_jsonl
 from compoundai.errors import UserInputError
-from compoundai.lanes.prompt import contract_of
+from compoundai.lanes.prompt import answer_generation, contract_of
 from compoundai.provenance import file_sha256, json_digest
 from compoundai.system import CompoundSystem
 from compoundai.task import Task
@@ -80,13 +80,19 @@ class FinetuneLane:
         return task.spec.instructions
 
     def training_rows(self, task: Task) -> list[dict[str, str]]:
+        """The SFT rows: the training examples, or, for a task of preference pairs alone, each
+        pair's prompt with its chosen answer (what DPO then starts from)."""
         train = task.split("train")
-        if not train:
+        pairs = task.preferences.get("train", [])
+        if not train and not pairs:
             raise UserInputError(
-                "the finetune lane needs training examples",
+                "the finetune lane needs training examples (or preference pairs)",
                 hint="add examples.train (a JSONL of inputs and outputs) to the task file",
             )
-        rows = [{"prompt": ex.input, "completion": format_output(ex.output)} for ex in train]
+        if train:
+            rows = [{"prompt": ex.input, "completion": format_output(ex.output)} for ex in train]
+        else:
+            rows = [{"prompt": p.prompt, "completion": p.chosen} for p in pairs]
         limit = task.spec.finetune.max_train_rows
         if limit and len(rows) > limit:
             rng = RunContext(seed=task.spec.finetune.seed).rng("finetune-rows")
@@ -121,6 +127,7 @@ class FinetuneLane:
             generator,
             ctx=ctx,
             info=info,
+            generation=answer_generation(task),
             contract_in_prompt=task.spec.output.type == "free_text",
         )
 

@@ -91,7 +91,7 @@ class OutputCache:
         if not path.is_file():
             return {}
         wanted, found = set(keys), {}
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in path.read_text(encoding="utf-8").split("\n"):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:

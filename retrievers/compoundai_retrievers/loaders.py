@@ -262,7 +262,7 @@ def _load_html(source: str, text: str) -> LoadedFile:
 def _load_jsonl(source: str, text: str, config: LoaderConfig) -> LoadedFile:
     out = LoadedFile(source)
     seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028
         if not line.strip():
             continue
         try:

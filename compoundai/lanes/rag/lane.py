@@ -20,7 +20,12 @@ from compoundai.context import RunContext
 from compoundai.contract import BuildInfo
 from compoundai.errors import UserInputError
 from compoundai.generators.base import GenerationConfig, Generator
-from compoundai.lanes.prompt import contract_of, shared_generator
+from compoundai.lanes.prompt import (
+    answer_generation,
+    answer_tokens,
+    contract_of,
+    shared_generator,
+)
 from compoundai.lanes.rag.baselines import BM25SentenceSystem, KnnVoteSystem
 from compoundai.lanes.rag.store import RagStore
 from compoundai.lanes.rag.systems import DemosSystem, PassageSystem, RetrievingSystem
@@ -43,6 +48,16 @@ SYSTEMS: dict[str, type[RetrievingSystem]] = {
 }
 PASSAGE_MODES = ("context", "bm25")  # search the task's documents; answers cite passages
 NO_MODEL_MODES = ("knn-vote", "bm25")  # answer from the hits alone: the non-LLM baselines
+
+
+def _generation(task: Task, mode: str) -> GenerationConfig | None:
+    """Passages: a brief answer and its citations (at most 64 tokens); demonstrations: the
+    task's answer length; the non-LLM baselines generate nothing."""
+    if mode == "context":
+        return GenerationConfig(max_new_tokens=min(64, answer_tokens(task) + 8))
+    if mode == "demos":
+        return answer_generation(task)
+    return None
 
 
 class RagLane:
@@ -145,7 +160,7 @@ class RagLane:
             generator,
             ctx=ctx,
             info=BuildInfo(k=self.k, index=str(store.folder), holds=store.holds),
-            generation=GenerationConfig(max_new_tokens=64) if mode == "context" else None,
+            generation=_generation(task, mode),
             store=store,
             k=self.k,
             min_score=min_score if mode == "context" else None,

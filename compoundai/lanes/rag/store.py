@@ -73,19 +73,22 @@ class RagStore:
     @classmethod
     def for_documents(cls, task: Task, ctx: RunContext, embedder: Any) -> RagStore:
         """The task's documents, loaded, chunked and embedded by the retrievers' ingestion."""
+        from compoundai.task_files import document_loader
         from compoundai_retrievers.chunking import ChunkingConfig
 
         chunking = ChunkingConfig()
         files = sorted(p.resolve() for p in task.documents)
+        loader = document_loader(task)
+        fields = [] if loader == type(loader)() else [loader.model_dump()]  # default: key as before
         key = json_digest(
-            ["documents", embedder.name, chunking.model_dump()]
+            ["documents", embedder.name, chunking.model_dump(), *fields]
             + [[str(p), file_sha256(p)] for p in files]
         )[:16]
 
         def fill(index: Any) -> None:
             from compoundai_retrievers.ingest import ingest
 
-            report = ingest(files, index, cleanup="full")
+            report = ingest(files, index, cleanup="full", loader=loader)
             if index.count() == 0:
                 problems = "; ".join(f"{e.file}: {e.message}" for e in report.errors[:5])
                 raise UserInputError(

@@ -26,6 +26,7 @@ from compoundai_evaluators.metrics.labels import (
     label_key,
     macro_f1,
 )
+from compoundai_evaluators.metrics.numeric import FINAL_ANSWER
 from compoundai_evaluators.metrics.retrieval import MRR, recall_at
 from compoundai_evaluators.metrics.squad import (
     EXACT_MATCH,
@@ -52,6 +53,7 @@ METRICS: dict[str, Metric] = {
     "mrr": MRR,
     "abstention_accuracy": AbstentionAccuracy(),
     "groundedness": GROUNDEDNESS,
+    "final_answer": FINAL_ANSWER,
 }
 DIAGNOSTICS = ("recall_at_5", "mrr", "abstention_accuracy", "groundedness")
 # Measured on something other than the held-out cases; `compare` handles them itself.
