@@ -1,4 +1,4 @@
-"""`compoundai train {pretrain,sft,dpo} CONFIG.yaml [--resume]`: thin commands over the stages.
+"""`compoundai train {pretrain,sft,dpo,reward} CONFIG.yaml [--resume]`: thin commands over stages.
 
 The same command runs unchanged under `accelerate launch` (multi-process / multi-GPU): the
 training loop reads the process rank and world size that accelerate sets.
@@ -19,7 +19,7 @@ from compoundai.tracking import Tracking, tracking_options
 
 @click.group()
 def train() -> None:
-    """Train an adapter: continued pretraining, SFT or DPO (LoRA by default)."""
+    """Train an adapter: continued pretraining, SFT, DPO or a reward model (LoRA by default)."""
 
 
 def _stage_command(stage: str, doc: str) -> click.Command:
@@ -44,6 +44,9 @@ def _stage_command(stage: str, doc: str) -> click.Command:
         if stage == "sft":
             from compoundai_adapters.sft import SFTConfig as Config
             from compoundai_adapters.sft import run_sft as run
+        elif stage == "reward":
+            from compoundai_adapters.reward import RewardModelConfig as Config  # type: ignore[assignment]
+            from compoundai_adapters.reward import run_reward as run  # type: ignore[assignment]
         elif stage == "dpo":
             from compoundai_adapters.dpo import DPOConfig as Config  # type: ignore[assignment]
             from compoundai_adapters.dpo import run_dpo as run  # type: ignore[assignment]
@@ -56,7 +59,8 @@ def _stage_command(stage: str, doc: str) -> click.Command:
             return
         from compoundai_adapters.artifacts import read_manifest
 
-        m = read_manifest(out).metrics
+        manifest = read_manifest(out)
+        m = manifest.metrics
         click.echo(f"adapter: {out}")
         click.echo(
             f"steps {m.steps}, tokens {m.tokens}, {m.train_seconds} s, "
@@ -69,6 +73,11 @@ def _stage_command(stage: str, doc: str) -> click.Command:
                 f"forgetting check: general-text perplexity {f.perplexity_before} -> "
                 f"{f.perplexity_after} (x{f.ratio})"
             )
+        if manifest.reward is not None:
+            _echo_reward(manifest)
+        if manifest.guard is not None:
+            v = manifest.guard.verdict
+            click.echo(f"reward-hacking guard: {v.status}" + (f" ({v.reason})" if v.reason else ""))
         click.echo(json.dumps({"adapter": str(out), **m.model_dump(mode="json")}, default=str))
         tracking.training(out, config=config.model_dump(mode="json"))
 
@@ -82,6 +91,30 @@ train.add_command(
     _stage_command("sft", "Supervised fine-tuning on prompt/completion or chat rows.")
 )
 train.add_command(_stage_command("dpo", "DPO on chosen/rejected preference pairs."))
+train.add_command(
+    _stage_command(
+        "reward",
+        "Reward model (LoRA + scalar head, TRL's RewardTrainer) on chosen/rejected pairs; "
+        "reports held-out pairwise accuracy against the longer-answer and base "
+        "log-likelihood baselines.",
+    )
+)
+
+
+def _echo_reward(manifest: Any) -> None:
+    r = manifest.reward
+    a = r.accuracy
+    click.echo(
+        f"held-out pairwise accuracy {a.value:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}] "
+        f"on {r.pairs} pairs ({r.source})"
+    )
+    for b in r.baselines:
+        d = b.reward_model_minus_baseline
+        click.echo(
+            f"  baseline {b.name}: {b.accuracy.value:.3f} [{b.accuracy.ci_low:.3f}, "
+            f"{b.accuracy.ci_high:.3f}]; reward model minus it {d.value:+.3f} "
+            f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+        )
 
 
 @train.command("check-vllm")

@@ -18,6 +18,8 @@ from compoundai.config import Strict
 from compoundai.contract import ForgettingFacts
 from compoundai.errors import UserInputError
 from compoundai.hardware import loading_bars, quiet_peft
+from compoundai_adapters.guard import GuardReport
+from compoundai_adapters.reward_eval import RewardEvaluation
 
 MANIFEST = "manifest.json"
 
@@ -61,6 +63,8 @@ class AdapterManifest(Strict):
     pairs: int | None = None  # dpo
     documents: int | None = None  # pretrain
     blocks: int | None = None
+    reward: RewardEvaluation | None = None  # reward model: held-out accuracy, baselines
+    guard: GuardReport | None = None  # the reward-hacking guard's verdict and curves
     from_scratch: bool | None = None
     fingerprint: str | None = None  # stamped by the lane that trained it
     serving_base: str | None = None  # the merged model a two-stage adapter is served on
