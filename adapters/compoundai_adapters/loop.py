@@ -7,7 +7,9 @@ learning rate that continued pretraining wants), gradient clipping, a checkpoint
 peak measured at start. Under `accelerate launch` each process takes its share of every step's
 batches and DDP averages the gradients; only the main process writes.
 
-A stage supplies the batches and a loss function; it does not subclass anything.
+A stage supplies the batches and a loss function; it does not subclass anything. It may also
+pass `observe(step) -> stop?`, called after every optimizer step (the DPO stage feeds the
+reward-hacking guard from it); a stop saves a checkpoint and ends the loop at that step.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ NOT_IN_FINGERPRINT = {
     "keep_checkpoints",
     "forgetting_texts",
     "forgetting_tokens",
+    # what is measured alongside training, not what the steps compute
+    "eval_every",
+    "guard",
+    "guard_metric",
+    "margin_buckets",
+    "resamples",
+    "baselines",
 }
 
 
@@ -117,6 +126,7 @@ def train_loop(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    observe: Callable[[int], bool] | None = None,
 ) -> TrainResult:
     """Train `model` on `batches` (each a dict of tensors with a `"tokens"` count)."""
     import torch
@@ -168,6 +178,7 @@ def train_loop(
     model.train()
     started = time.perf_counter()
     tokens_this_run = 0
+    last = total
     for step in range(start_step, total):
         epoch, within = divmod(step, per_epoch)
         order = epoch_order(len(batches), settings.seed, epoch)
@@ -191,7 +202,8 @@ def train_loop(
             bar.set_postfix(
                 loss=f"{result.losses[-1]:.3f}", tok_s=f"{tokens_this_run / elapsed:.0f}"
             )
-        if main and ((step + 1) % settings.save_every == 0 or step + 1 == total):
+        stop = observe is not None and observe(step + 1)
+        if main and ((step + 1) % settings.save_every == 0 or step + 1 == total or stop):
             save_checkpoint(
                 run_dir,
                 step + 1,
@@ -201,11 +213,15 @@ def train_loop(
                 settings.keep_checkpoints,
                 run=fingerprint.as_state(run_id),
             )
+        if stop:
+            last = step + 1
+            log(f"stopped at step {last} of {total}: the stage's observer asked to stop")
+            break
     if bar is not None:
         bar.close()
     model.eval()
     result.seconds = time.perf_counter() - started
-    result.steps = total
+    result.steps = last
     result.tokens += tokens_this_run
     result.tokens_per_s = tokens_this_run / result.seconds if result.seconds else 0.0
     result.mfu = 6 * n_params * result.tokens_per_s / result.peak_flops / world

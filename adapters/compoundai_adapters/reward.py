@@ -70,6 +70,9 @@ class RewardModelConfig(TrainSettings):
     resamples: int = Field(2000, gt=0)
     baselines: bool = Field(True, description="Score the length and log-likelihood baselines.")
     guard: GuardSettings | None = Field(default_factory=GuardSettings)
+    guard_metric: Literal["accuracy", "margin"] = Field(
+        "accuracy", description="The held-out figure the guard watches (needs eval_every)."
+    )
 
 
 @dataclass(frozen=True)
@@ -287,9 +290,10 @@ def run_reward(
         guard = RewardHackingGuard(
             config.guard,
             reward_name="training reward margin (r_chosen - r_rejected)",
-            heldout_name="held-out pairwise accuracy",
+            heldout_name=f"held-out pairwise {config.guard_metric}",
         )
-        extra_callbacks.append(guard.trainer_callback("margin", heldout_key="eval_accuracy"))
+        heldout_key = f"eval_{config.guard_metric}"
+        extra_callbacks.append(guard.trainer_callback("margin", heldout_key=heldout_key))
     with quiet_peft():
         trainer = RewardTrainer(
             model=model,

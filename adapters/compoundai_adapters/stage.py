@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,8 +64,13 @@ def finish_stage(
     resume: bool,
     data_files: list[str],
     extra: dict[str, Any],
+    observe: Callable[[int], bool] | None = None,
+    extra_after: Callable[[], dict[str, Any]] | None = None,
 ) -> Path:
-    """Train, re-measure perplexity, save adapter + manifest; return the output directory."""
+    """Train, re-measure perplexity, save adapter + manifest; return the output directory.
+
+    `observe` goes to the loop (called after each step; True stops); `extra_after` gives
+    manifest fields known only once training ends (the guard's report)."""
     config = run.config
     result = train_loop(
         run.model,
@@ -76,6 +81,7 @@ def finish_stage(
         bf16=run.bf16,
         resume=resume,
         progress=run.ctx.progress,
+        observe=observe,
     )
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if int(os.environ.get("RANK", "0")) != 0:  # under accelerate launch, rank 0 saves
@@ -114,6 +120,7 @@ def finish_stage(
         losses=result.losses,
         versions=versions(TRAINING_DISTS),
         **extra,
+        **(extra_after() if extra_after is not None else {}),
     )
     out = save_artifact(run.model, run.tokenizer, run.run_dir / "adapter", manifest)
     (run.run_dir / "losses.json").write_text(json.dumps(result.losses))
