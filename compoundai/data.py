@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from compoundai.contract import ABSTAIN_TEXT
 from compoundai.errors import Problem
 
 
@@ -113,7 +114,8 @@ def read_examples(
     (`"{instruction}\n{input}"`). `output_field` may name one field, or map output keys to
     fields (a JSON output assembled from several fields, e.g. `{intent: intent, slots: slots}`).
     With `labels`, an output not in the set is a problem at that line. With `single_output`
-    (a training split: one target to learn), a list output becomes its first non-empty item.
+    (a training split: one target to learn), a list output becomes its first non-empty item, and
+    an empty list (no answer: unanswerable) the abstention text, `contract.ABSTAIN_TEXT`.
     """
     examples: list[Example] = []
     for lineno, row in iter_jsonl(path, problems):
@@ -147,12 +149,8 @@ def read_examples(
             output = {key: row[f] for key, f in output_field.items()}
         if single_output and isinstance(output, list):
             kept = [o for o in output if not isinstance(o, str) or o.strip()]
-            if not kept:
-                problems.append(
-                    Problem("a training row needs an answer to learn; the list is empty", **where)  # type: ignore[arg-type]
-                )
-                continue
-            output = kept[0]
+            # No gold answer (SQuAD v2's unanswerable): the row teaches the one abstention.
+            output = kept[0] if kept else ABSTAIN_TEXT
         if labels is not None and output not in labels:
             problems.append(
                 Problem(f"unknown label {output!r} (not in the task's label set)", **where)  # type: ignore[arg-type]

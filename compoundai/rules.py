@@ -9,7 +9,8 @@ each vote cites the measurement it rests on. They are the *prior* of a measured 
 (`compoundai.bakeoff` tries lanes in their order) and, with `--rules-only`, the instant answer.
 
 Every rule is one small function `(profile) -> list[Vote]`, read top to bottom. A vote adds to a
-lane's score and carries its reason: the signal, its value, and a sentence.
+lane's score and carries its reason: the signal, its value, and a sentence. The rules stay
+one piece (one file), so the whole prior reads in one place against the record it must match.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from compoundai.lanes.rag.lane import SYSTEMS as RAG_SYSTEMS
 from compoundai.lanes.rag.systems import RetrievingSystem
 from compoundai.lanes.stuffed import StuffedSystem
 from compoundai.provenance import file_sha256, json_digest, now, versions
+from compoundai.safe_files import copy_safe, is_inside
 from compoundai.system import CompoundSystem, DemoBank, NoGenerator
 from compoundai.system_trust import MODEL_WEIGHTS, check_system_dir, confined
 
@@ -52,7 +53,6 @@ SYSTEM_FORMAT = "compoundai-system"
 FORMAT_VERSION = 1
 SYSTEM_FILE = "system.json"
 # Never copied into a system directory: pickles and other opaque binaries.
-SAFE_SUFFIXES = {".json", ".jsonl", ".safetensors", ".txt", ".md", ".jinja"}
 
 
 # -- the file ----------------------------------------------------------------------------------
@@ -289,7 +289,7 @@ def generator_reference(
         # A local model folder outside the model store (one derived during the build, e.g.
         # the SFT-merged base that DPO trained on, or the user's own) travels with the system:
         # a loaded system reads no path outside its directory (`compoundai.system_trust`).
-        local = path.is_dir() and not _inside(path, ctx.models_dir)
+        local = path.is_dir() and not is_inside(path, ctx.models_dir)
         return GeneratorRef(backend="local", model=model), local
     kind = f"{type(generator).__module__}.{type(generator).__qualname__}"
     return GeneratorRef(backend="custom", model=getattr(generator, "name", ""), class_=kind), False
@@ -409,14 +409,6 @@ def provenance(task: Task, ctx: RunContext | None = None) -> dict[str, Any]:
     }
 
 
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
-
-
 def _check_target(target: Path) -> None:
     if target.exists() and not target.is_dir():
         raise UserInputError(f"{target} is a file; give a directory for the system")
@@ -425,17 +417,3 @@ def _check_target(target: Path) -> None:
             f"{target} is not empty and holds no compoundai system; refusing to overwrite it",
             hint="choose a new or empty directory",
         )
-
-
-def copy_safe(source: Path, dest: Path) -> None:
-    """Copy a model or adapter folder, JSON/text/safetensors files only (no pickles)."""
-    if not source.is_dir():
-        raise RunTimeFailure(f"cannot copy {source} into the system: not a directory")
-    for file in sorted(source.rglob("*")):
-        rel = file.relative_to(source)
-        if not file.is_file() or rel.parts[0] in {"checkpoints"} or file.name.startswith("."):
-            continue
-        if file.suffix.lower() not in SAFE_SUFFIXES:
-            continue
-        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(file, dest / rel)

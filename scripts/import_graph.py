@@ -44,6 +44,7 @@ LEAVES = {
     "compoundai.config",
     "compoundai.contract",
     "compoundai.provenance",
+    "compoundai.safe_files",
     "compoundai.hardware",
     "compoundai.chat",
     "compoundai.data",

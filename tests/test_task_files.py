@@ -136,7 +136,10 @@ def test_schema_and_data_problems_come_in_one_pass_with_a_suggestion(tmp_path):
 def test_an_input_template_and_per_split_outputs(tmp_path):
     _write(
         tmp_path / "train.jsonl",
-        [{"instruction": "Translate", "input": "chat", "answers": ["cat", "kitty"]}],
+        [
+            {"instruction": "Translate", "input": "chat", "answers": ["cat", "kitty"]},
+            {"instruction": "Translate", "input": "xyzzy", "answers": []},
+        ],
     )
     _write(
         tmp_path / "test.jsonl",
@@ -158,6 +161,7 @@ def test_an_input_template_and_per_split_outputs(tmp_path):
     task = load_task(path)
     assert task.split("train")[0].input == "Translate: chat"
     assert task.split("train")[0].output == "cat"  # one target to learn
+    assert task.split("train")[1].output == "I don't know."  # no answer: learn to abstain
     assert task.split("test")[0].output == ["dog", "hound"]  # every reference counts
     bad = _task(tmp_path, yaml.safe_load(path.read_text()) | {"name": "t2"})
     spec = yaml.safe_load(bad.read_text())

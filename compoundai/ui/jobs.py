@@ -35,6 +35,7 @@ from typing import Any
 
 from compoundai.context import RunContext
 from compoundai.errors import UserInputError
+from compoundai.safe_files import is_inside
 
 ESCAPE = re.compile(r"\x1b\[(\d*)(?:;[\d;]*)?\??([A-Za-z])")
 TOKEN = re.compile(r"\x1b\[[\d;?]*[A-Za-z]|\r|\n|\x1b|[^\x1b\r\n]+")
@@ -325,7 +326,7 @@ def job_request(body: Any, base_dir: Path, runs_dir: Path, roots: Sequence[Path]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     given = str(body.get("out_dir") or "").strip()
     out = (base_dir / given).resolve() if given else (runs_dir / f"{task.name}-{stamp}").resolve()
-    if not any(_inside(out, root) for root in [runs_dir, *roots]):
+    if not any(is_inside(out, root) for root in [runs_dir, *roots]):
         raise UserInputError(
             f"{out} is outside the UI's directories, so the run would not show up",
             hint=f"choose a folder under {runs_dir}",
@@ -333,11 +334,3 @@ def job_request(body: Any, base_dir: Path, runs_dir: Path, roots: Sequence[Path]
     if out.exists() and any(out.iterdir()) and not (out / "report.json").is_file():
         raise UserInputError(f"{out} is not empty and holds no run; choose a new folder")
     return JobRequest(task_file, out, lanes, limit)
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root.resolve())
-    except ValueError:
-        return False
-    return True
