@@ -195,8 +195,11 @@ def lanes_to_compare(task: Task, decision: Decision, names: Sequence[str], mode:
         if mode == "full" or lane.name == decision.lane:
             share = 1.0
         elif lane.name not in plans:
-            out.append(lane)  # never measured (not feasible, or out of budget): as it is
-            continue
+            # never measured (out of budget, or it failed): on the first rung's share with the
+            # task's settings, so the report still shows the family without a full training
+            from compoundai.bakeoff.parts import first_share
+
+            share = first_share(len(task.split("train")))
         plan = TrainingPlan(
             share=share,
             learning_rate=settings.get("learning_rate"),

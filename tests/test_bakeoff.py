@@ -236,3 +236,21 @@ def test_run_reuses_the_rung_adapter_and_builds_the_plan_in_full(tmp_path, tiny_
         "tied",
         "wrong",
     )
+
+
+def test_a_training_lane_the_budget_never_reached_is_compared_on_the_first_rung(banking):
+    """Out of budget is no reason to train in full after the decision: the run builds the lane
+    on the first rung's share, with the task's settings, and names it so."""
+    from compoundai.router import Decision
+    from compoundai.run import lanes_to_compare
+
+    decision = Decision(
+        plan="rag", lane="rag/knn-vote", ranked=[], reasons=[], mode="measured", training_plans={}
+    )
+    lanes = lanes_to_compare(banking, decision, ["finetune", "rag"], "measured")
+    by_name = {lane.name: lane for lane in lanes}
+    assert "finetune/sft@12%" in by_name, sorted(by_name)
+    sft = by_name["finetune/sft@12%"]
+    assert sft.plan.share == first_share(len(banking.split("train")))
+    full = lanes_to_compare(banking, decision, ["finetune"], "full")
+    assert [lane.name for lane in full] == ["finetune/sft"]
