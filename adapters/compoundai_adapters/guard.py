@@ -139,6 +139,8 @@ class RewardHackingGuard:
         self.names = (reward_name, kl_name, heldout_name)
         self.points: list[GuardPoint] = []
         self.verdict = GuardVerdict()
+        self.keys: tuple[str, str | None, str | None] = ("reward", None, None)
+        self.last_reward: float | None = None
 
     def observe(
         self,
@@ -173,31 +175,44 @@ class RewardHackingGuard:
             heldout=[p.heldout for p in self.points],
         )
 
+    def observe_log(self, step: int, logs: dict[str, Any]) -> None:
+        """A point from one trainer log (keys set by `trainer_callback`). Training logs carry
+        the reward (and KL), evaluation logs the held-out metric, so a point takes the latest
+        reward logged before it."""
+        reward_key, heldout_key, kl_key = self.keys
+        reward = _number(logs.get(reward_key))
+        if reward is not None:
+            self.last_reward = reward
+        heldout = _number(logs.get(heldout_key)) if heldout_key else None
+        kl = _number(logs.get(kl_key)) if kl_key else None
+        if reward is not None or heldout is not None or kl is not None:
+            self.observe(step, self.last_reward, kl, heldout)
+
+    def replayed(self, history: Sequence[dict[str, Any]]) -> RewardHackingGuard:
+        """A fresh guard with the same settings fed a whole `log_history` (a resumed run's
+        includes the steps before the kill)."""
+        reward_name, kl_name, heldout_name = self.names
+        fresh = RewardHackingGuard(
+            self.settings, reward_name=reward_name, kl_name=kl_name, heldout_name=heldout_name
+        )
+        fresh.keys = self.keys
+        for logs in history:
+            fresh.observe_log(int(logs.get("step", 0)), logs)
+        return fresh
+
     def trainer_callback(
         self, reward_key: str, heldout_key: str | None = None, kl_key: str | None = None
     ) -> Any:
-        """This guard as a transformers `TrainerCallback` reading the trainer's logs.
-
-        Each `on_log` becomes a point; training logs carry the reward (and KL), evaluation
-        logs the held-out metric, so a point takes the latest reward logged before it.
-        """
+        """This guard as a transformers `TrainerCallback`: each `on_log` is a point
+        (`observe_log`), and a flag stops the Trainer (`control.should_training_stop`)."""
         from transformers import TrainerCallback
 
+        self.keys = (reward_key, heldout_key, kl_key)
         guard = self
 
         class RewardHackingCallback(TrainerCallback):
-            last_reward: float | None = None
-
             def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any):
-                logs = logs or {}
-                reward = _number(logs.get(reward_key))
-                if reward is not None:
-                    self.last_reward = reward
-                heldout = _number(logs.get(heldout_key)) if heldout_key else None
-                kl = _number(logs.get(kl_key)) if kl_key else None
-                if reward is None and heldout is None and kl is None:
-                    return control
-                guard.observe(state.global_step, self.last_reward, kl, heldout)
+                guard.observe_log(state.global_step, logs or {})
                 if guard.should_stop:
                     control.should_training_stop = True
                 return control

@@ -135,13 +135,15 @@ def load_reward_base(config: TrainSettings, ctx: RunContext) -> tuple[Any, Any, 
     """The base as a one-output sequence classifier, its tokenizer, and its local path."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
 
     from compoundai.models import ModelStore
 
     path = str(ModelStore(ctx).resolve(config.model))
     torch.manual_seed(config.seed)  # the new score head's initial weights
     try:
-        with loading_bars(ctx.progress):
+        # the new score head is expected to be missing from a causal LM checkpoint: not news
+        with loading_bars(ctx.progress), suppress_seqcls_warning():
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, num_labels=1, dtype=torch.float32, use_safetensors=True
@@ -170,7 +172,9 @@ def reward_lora(config: TrainSettings) -> Any:
     )
 
 
-def score_pairs(model: Any, tokenizer: Any, pairs: list[PairIds], batch: int = 8) -> Any:
+def score_pairs(
+    model: Any, tokenizer: Any, pairs: list[PairIds], batch: int = 8, bf16: bool = False
+) -> Any:
     """Rewards `(chosen, rejected)` as two lists, one per pair, in eval mode."""
     import torch
     from trl.trainer.reward_trainer import DataCollatorForPreference
@@ -181,7 +185,7 @@ def score_pairs(model: Any, tokenizer: Any, pairs: list[PairIds], batch: int = 8
     rejected: list[float] = []
     was_training = model.training
     model.eval()
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
         for i in range(0, len(pairs), batch):
             part = pairs[i : i + batch]
             inputs = collate([{"chosen_ids": p.chosen, "rejected_ids": p.rejected} for p in part])
@@ -193,7 +197,7 @@ def score_pairs(model: Any, tokenizer: Any, pairs: list[PairIds], batch: int = 8
     return chosen, rejected
 
 
-def loglik_margins(path: str, pairs: list[PairIds]) -> list[float]:
+def loglik_margins(path: str, pairs: list[PairIds], bf16: bool = False) -> list[float]:
     """log p(chosen answer) - log p(rejected answer) under the base causal LM, pair by pair."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -203,12 +207,12 @@ def loglik_margins(path: str, pairs: list[PairIds]) -> list[float]:
 
     def answer_logprob(ids: list[int], start: int) -> float:
         x = torch.tensor([ids])
-        logp = torch.log_softmax(lm(input_ids=x).logits[0, :-1].float(), -1)
-        targets = x[0, 1:]
-        picked = logp.gather(-1, targets[:, None])[:, 0]
-        return float(picked[start - 1 :].sum())
+        # the vocabulary projection only where answer tokens are predicted (prompts are long)
+        hidden = lm.base_model(input_ids=x).last_hidden_state[0, start - 1 : -1]
+        logp = torch.log_softmax(lm.get_output_embeddings()(hidden).float(), -1)
+        return float(logp.gather(-1, x[0, start:, None]).sum())
 
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         return [
             answer_logprob(p.chosen, p.prompt_len) - answer_logprob(p.rejected, p.prompt_len)
             for p in pairs
@@ -304,6 +308,10 @@ def run_reward(
             peft_config=reward_lora(config),
             callbacks=[*extra_callbacks, *(callbacks or [])],
         )
+    if not ctx.progress:  # without bars, no per-step dicts on stdout either
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(plan.resume_from) if plan.resume_from else None)
     seconds = time.perf_counter() - started
@@ -317,7 +325,9 @@ def run_reward(
         )
         if not eval_pairs:
             raise UserInputError(f"{config.test_file}: no pair fits max_seq_len")
-    chosen, rejected = score_pairs(trained, tokenizer, eval_pairs, config.pairs_per_step)
+    scoring_started = time.perf_counter()
+    chosen, rejected = score_pairs(trained, tokenizer, eval_pairs, config.pairs_per_step, bf16)
+    seconds_spent = {"reward_model": time.perf_counter() - scoring_started}
     baselines: dict[str, tuple[str, Any]] = {}
     if config.baselines:
         baselines["longer_answer"] = (
@@ -327,7 +337,9 @@ def run_reward(
                 [p.row[config.rejected_field] for p in eval_pairs],
             ),
         )
-        margins = np.asarray(loglik_margins(path, eval_pairs))
+        loglik_started = time.perf_counter()
+        margins = np.asarray(loglik_margins(path, eval_pairs, bf16 and device == "cpu"))
+        seconds_spent["base_loglik"] = time.perf_counter() - loglik_started
         baselines["base_loglik"] = (
             "the base model's summed answer log-likelihood prefers it",
             np.where(margins > 0, 1.0, np.where(margins == 0, 0.5, 0.0)),
@@ -343,13 +355,21 @@ def run_reward(
     )
     history = trainer.state.log_history
     curve = [(int(h["step"]), float(h["eval_accuracy"])) for h in history if "eval_accuracy" in h]
+    evaluation.seconds = {k: round(v, 1) for k, v in seconds_spent.items()}
     evaluation.curve_steps = [s for s, _ in curve]
     evaluation.curve_accuracy = [round(a, 4) for _, a in curve]
     losses = [round(float(h["loss"]), 5) for h in history if "loss" in h]
-    tokens = max([int(float(h.get("num_tokens", 0))) for h in history] or [0])
+
+    def tokens_until(step: float) -> int:
+        return max(
+            [int(float(h.get("num_tokens", 0))) for h in history if h["step"] <= step] or [0]
+        )
+
+    tokens = tokens_until(float("inf"))
     resumed = None
     if plan.resume_from is not None:
         resumed = int(plan.resume_from.name.split("-")[-1])
+    tokens_this_run = tokens - tokens_until(resumed or 0)
     total, trainable = count_params(trained)
     tail = losses[-10:]
     metrics = TrainMetrics(
@@ -358,7 +378,7 @@ def run_reward(
         steps=int(trainer.state.global_step),
         tokens=tokens,
         train_seconds=round(seconds, 1),
-        tokens_per_s=round(tokens / seconds, 1) if seconds and resumed is None else 0.0,
+        tokens_per_s=round(tokens_this_run / seconds, 1) if seconds else 0.0,
         resumed_from_step=resumed,
     )
     data = {config.train_file: file_sha256(config.train_file)}
@@ -378,7 +398,8 @@ def run_reward(
         versions=versions((*TRAINING_DISTS, "trl")),
         pairs=len(train_pairs),
         reward=evaluation,
-        guard=guard.report() if guard is not None else None,
+        # judged again on the whole log: after a resume it holds the steps before the kill too
+        guard=guard.replayed(history).report() if guard is not None else None,
     )
     out = run_dir / "adapter"
     out.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,7 @@ class RewardEvaluation(Strict):
     accuracy: Interval
     calibration: list[MarginBucket] = Field(default_factory=list)
     baselines: list[Baseline] = Field(default_factory=list)
+    seconds: dict[str, float] = Field(default_factory=dict)  # scoring time, model and baseline
     curve_steps: list[int] = Field(default_factory=list)  # held-out accuracy during training
     curve_accuracy: list[float] = Field(default_factory=list)
 

@@ -108,7 +108,9 @@ def test_killed_reward_run_resumes_from_its_checkpoint_and_matches(tmp_path, tin
     straight = run_reward(
         reward_config(tmp_path, tiny_model_dir, output_dir=str(tmp_path / "straight")), ctx
     )
-    config = reward_config(tmp_path, tiny_model_dir, output_dir=str(tmp_path / "killed"))
+    config = reward_config(
+        tmp_path, tiny_model_dir, output_dir=str(tmp_path / "killed"), eval_every=2
+    )
     with pytest.raises(KeyboardInterrupt):
         run_reward(config, ctx, callbacks=[KillAfter(3)])
     assert not (tmp_path / "killed" / "adapter").exists()
@@ -116,6 +118,13 @@ def test_killed_reward_run_resumes_from_its_checkpoint_and_matches(tmp_path, tin
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["metrics"]["resumed_from_step"] == 2  # the checkpoint before the kill
     assert manifest["metrics"]["steps"] == 6 and len(manifest["losses"]) == 6
+    assert manifest["metrics"]["tokens_per_s"] > 0  # this run's tokens over this run's time
+    guard = manifest["guard"]  # judged on the whole log, the steps before the kill included
+    assert guard["steps"][0] == 1 and guard["verdict"]["status"] == "ok"
+    pairs = zip(guard["steps"], guard["heldout"], strict=True)
+    held_out_steps = [s for s, h in pairs if h is not None]
+    assert held_out_steps == [2, 4, 6]
+    assert manifest["reward"]["curve_steps"] == [2, 4, 6]
     a = load_file(str(straight / "adapter_model.safetensors"))
     b = load_file(str(out / "adapter_model.safetensors"))
     assert a.keys() == b.keys()
@@ -194,3 +203,22 @@ def test_doctests(module):
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.failed == 0
+
+
+def test_base_loglik_margin_counts_only_the_answer_tokens(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from compoundai_adapters.reward import PairIds, loglik_margins
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+
+    def answer_logprob(ids: list[int], start: int) -> float:
+        x = torch.tensor([ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(lm(input_ids=x).logits[0, :-1], -1)
+        return float(logp.gather(-1, x[0, 1:, None])[start - 1 :].sum())
+
+    pair = PairIds({}, 3, [1, 2, 3, 4, 5, 6], [1, 2, 3, 7])
+    (margin,) = loglik_margins(str(tiny_model_dir), [pair])
+    expected = answer_logprob(pair.chosen, 3) - answer_logprob(pair.rejected, 3)
+    assert margin == pytest.approx(expected, abs=1e-4)
