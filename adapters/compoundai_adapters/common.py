@@ -45,6 +45,13 @@ class TrainSettings(Strict):
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
     tokens_per_batch: int = Field(4096, gt=0, description="Packed tokens per optimizer step.")
+    micro_tokens: int | None = Field(
+        1024,
+        gt=0,
+        description="Tokens per forward/backward pass of the SFT and pretraining losses: a "
+        "batch of more is accumulated in slices of this size (the same gradient, a fraction of "
+        "the activation memory). null: the whole batch in one pass.",
+    )
     max_seq_len: int = Field(1024, gt=0)
     row_len: int | None = Field(
         None,

@@ -4,7 +4,9 @@ One loop, readable top to bottom: deterministic batch order per epoch, bf16 auto
 supported, AdamW on the trainable parameters, warm-up then cosine/linear decay (the decaying
 learning rate that continued pretraining wants), gradient clipping, a checkpoint every
 `save_every` steps, and throughput (tokens/s) with model-FLOPs utilisation against a matmul
-peak measured at start. Under `accelerate launch` each process takes its share of every step's
+peak measured at start. A batch of a per-target loss (SFT, pretraining) larger than
+`micro_tokens` runs in micro-batches whose gradients accumulate (same gradient, less memory).
+Under `accelerate launch` each process takes its share of every step's
 batches and DDP averages the gradients; only the main process writes.
 
 A stage supplies the batches and a loss function; it does not subclass anything. It may also
@@ -31,7 +33,7 @@ from compoundai_adapters.checkpoint import (
     save_checkpoint,
 )
 from compoundai_adapters.common import TrainSettings, count_params, measure_peak_flops
-from compoundai_adapters.packing import target_head
+from compoundai_adapters.packing import PER_TARGET_LOSSES, micro_batches, target_head
 
 # loss_fn(head, batch) -> (loss averaged over target tokens, number of target tokens), where
 # head is `packing.target_head(model)` (possibly DDP-wrapped)
@@ -147,6 +149,7 @@ def train_loop(
     total = settings.max_steps or max(1, math.ceil(per_epoch * settings.epochs))
     warmup = int(total * settings.warmup_ratio)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    micro = settings.micro_tokens if loss_fn in PER_TARGET_LOSSES else None
     optimizer = torch.optim.AdamW(
         trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay
     )
@@ -186,11 +189,21 @@ def train_loop(
         for group in optimizer.param_groups:
             group["lr"] = settings.learning_rate * lr_factor(step, total, warmup, settings.schedule)
         inputs = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            loss, _ = loss_fn(head, inputs)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"loss is {loss.item()} at step {step}: lower the learning rate")
-        loss.backward()
+        parts = micro_batches(inputs, micro) if micro else [inputs]
+        n_all = max(1, sum(len(p["targets"]) for p in parts))
+        loss = torch.zeros((), device=device)
+        for part in parts:  # gradient accumulation: each slice weighted by its targets
+            weight = len(part["targets"]) / n_all if len(parts) > 1 else 1.0
+            if not weight:
+                continue
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                part_loss, _ = loss_fn(head, part)
+            if not torch.isfinite(part_loss):
+                raise RuntimeError(
+                    f"loss is {part_loss.item()} at step {step}: lower the learning rate"
+                )
+            (part_loss * weight).backward()
+            loss = loss + part_loss.detach() * weight
         torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
