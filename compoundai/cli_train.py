@@ -1,4 +1,4 @@
-"""`compoundai train {pretrain,sft,dpo,reward} CONFIG.yaml [--resume]`: thin commands over stages.
+"""`compoundai train {pretrain,sft,dpo,reward,grpo} CONFIG.yaml [--resume]`: thin stage commands.
 
 The same command runs unchanged under `accelerate launch` (multi-process / multi-GPU): the
 training loop reads the process rank and world size that accelerate sets.
@@ -19,7 +19,7 @@ from compoundai.tracking import Tracking, tracking_options
 
 @click.group()
 def train() -> None:
-    """Train an adapter: continued pretraining, SFT, DPO or a reward model (LoRA by default)."""
+    """Train an adapter: continued pretraining, SFT, DPO, a reward model or GRPO (LoRA)."""
 
 
 def _stage_command(stage: str, doc: str) -> click.Command:
@@ -47,6 +47,9 @@ def _stage_command(stage: str, doc: str) -> click.Command:
         elif stage == "reward":
             from compoundai_adapters.reward import RewardModelConfig as Config  # type: ignore[assignment]
             from compoundai_adapters.reward import run_reward as run  # type: ignore[assignment]
+        elif stage == "grpo":
+            from compoundai_adapters.grpo import GRPOStageConfig as Config  # type: ignore[assignment]
+            from compoundai_adapters.grpo import run_grpo as run  # type: ignore[assignment]
         elif stage == "dpo":
             from compoundai_adapters.dpo import DPOConfig as Config  # type: ignore[assignment]
             from compoundai_adapters.dpo import run_dpo as run  # type: ignore[assignment]
@@ -97,6 +100,15 @@ train.add_command(
         "Reward model (LoRA + scalar head, TRL's RewardTrainer) on chosen/rejected pairs; "
         "reports held-out pairwise accuracy against the longer-answer and base "
         "log-likelihood baselines.",
+    )
+)
+
+train.add_command(
+    _stage_command(
+        "grpo",
+        "GRPO (TRL's GRPOTrainer, LoRA): sampled answers rewarded by the task's own metrics "
+        "against each row's reference, a KL penalty to the reference model, and the "
+        "reward-hacking guard.",
     )
 )
 

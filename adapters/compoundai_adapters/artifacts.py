@@ -65,6 +65,7 @@ class AdapterManifest(Strict):
     blocks: int | None = None
     reward: RewardEvaluation | None = None  # reward model: held-out accuracy, baselines
     guard: GuardReport | None = None  # the reward-hacking guard's verdict and curves
+    step_seconds: list[float] = Field(default_factory=list)  # grpo: sampling + update, per step
     from_scratch: bool | None = None
     fingerprint: str | None = None  # stamped by the lane that trained it
     serving_base: str | None = None  # the merged model a two-stage adapter is served on

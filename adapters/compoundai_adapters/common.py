@@ -132,19 +132,26 @@ def load_model(settings: TrainSettings, ctx: RunContext, device: str) -> tuple[A
     return model.to(device), tokenizer  # type: ignore[arg-type]
 
 
-def apply_lora(model: Any, lora: LoraSettings) -> Any:
-    from peft import LoraConfig, get_peft_model
+def lora_config(lora: LoraSettings, task_type: str = "CAUSAL_LM") -> Any:
+    """PEFT's `LoraConfig` for these settings (`SEQ_CLS` also trains and saves the score head:
+    the reward stage; the TRL stages hand it to their trainer as `peft_config`)."""
+    from peft import LoraConfig
 
-    config = LoraConfig(
+    return LoraConfig(
         r=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
-        task_type="CAUSAL_LM",
+        task_type=task_type,
         bias="none",
     )
+
+
+def apply_lora(model: Any, lora: LoraSettings) -> Any:
+    from peft import get_peft_model
+
     with quiet_peft():
-        return get_peft_model(model, config, autocast_adapter_dtype=True)
+        return get_peft_model(model, lora_config(lora), autocast_adapter_dtype=True)
 
 
 def _qlora_config() -> Any:

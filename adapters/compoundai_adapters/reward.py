@@ -42,7 +42,13 @@ from compoundai.errors import Problem, UserInputError
 from compoundai.hardware import loading_bars, quiet_peft
 from compoundai.provenance import TRAINING_DISTS, file_sha256, versions
 from compoundai_adapters.artifacts import AdapterManifest, TrainMetrics, write_manifest
-from compoundai_adapters.common import TrainSettings, count_params, read_jsonl_rows, use_bf16
+from compoundai_adapters.common import (
+    TrainSettings,
+    count_params,
+    lora_config,
+    read_jsonl_rows,
+    use_bf16,
+)
 from compoundai_adapters.guard import GuardSettings, RewardHackingGuard
 from compoundai_adapters.reward_eval import evaluate_rewards, longer_answer_scores
 from compoundai_adapters.trl_runs import fingerprint_callback, plan_trainer_run, trainer_fingerprint
@@ -154,22 +160,6 @@ def load_reward_base(config: TrainSettings, ctx: RunContext) -> tuple[Any, Any, 
         tokenizer.pad_token = tokenizer.eos_token
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, path
-
-
-def reward_lora(config: TrainSettings) -> Any:
-    from peft import LoraConfig
-
-    lora = config.lora
-    assert lora is not None
-    # task SEQ_CLS: PEFT also trains and saves the `score` head (modules_to_save)
-    return LoraConfig(
-        r=lora.rank,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,
-        task_type="SEQ_CLS",
-        bias="none",
-    )
 
 
 def score_pairs(
@@ -305,7 +295,7 @@ def run_reward(
             train_dataset=as_dataset(train_pairs),
             eval_dataset=as_dataset(eval_pairs) if config.eval_every else None,
             processing_class=tokenizer,
-            peft_config=reward_lora(config),
+            peft_config=lora_config(config.lora, "SEQ_CLS"),
             callbacks=[*extra_callbacks, *(callbacks or [])],
         )
     if not ctx.progress:  # without bars, no per-step dicts on stdout either
