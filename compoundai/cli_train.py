@@ -80,7 +80,13 @@ def _stage_command(stage: str, doc: str) -> click.Command:
             _echo_reward(manifest)
         if manifest.guard is not None:
             v = manifest.guard.verdict
-            click.echo(f"reward-hacking guard: {v.status}" + (f" ({v.reason})" if v.reason else ""))
+            note = f" ({v.reason})" if v.reason else ""
+            if not v.flagged and v.trend_points < v.window:
+                note = (
+                    f" (trend not judged: {v.trend_points} held-out points, window {v.window}; "
+                    "only the KL bound was checked)"
+                )
+            click.echo(f"reward-hacking guard: {v.status}{note}")
         click.echo(json.dumps({"adapter": str(out), **m.model_dump(mode="json")}, default=str))
         tracking.training(out, config=config.model_dump(mode="json"))
 

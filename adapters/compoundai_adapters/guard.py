@@ -53,6 +53,8 @@ class GuardVerdict(Strict):
     reason: str | None = None
     step: int | None = None
     points: int = 0
+    trend_points: int = 0  # points with both a reward and a held-out value
+    window: int = 0  # below this many trend points the trend was not judged (KL still was)
 
     @property
     def flagged(self) -> bool:
@@ -97,10 +99,12 @@ def judge(points: Sequence[GuardPoint], settings: GuardSettings) -> GuardVerdict
     'KL 6 left the bound 5 at step 2'
     """
     trend: list[GuardPoint] = []
+    both = sum(p.reward is not None and p.heldout is not None for p in points)
+    counts = {"trend_points": both, "window": settings.window}
     for n, p in enumerate(points, 1):
         if settings.kl_max is not None and p.kl is not None and p.kl > settings.kl_max:
             reason = f"KL {p.kl:.3g} left the bound {settings.kl_max:g} at step {p.step}"
-            return GuardVerdict(status="flagged", reason=reason, step=p.step, points=n)
+            return GuardVerdict(status="flagged", reason=reason, step=p.step, points=n, **counts)
         if p.reward is None or p.heldout is None:
             continue
         trend = [*trend, p][-settings.window :]
@@ -120,8 +124,8 @@ def judge(points: Sequence[GuardPoint], settings: GuardSettings) -> GuardVerdict
                 f"reward rose {rise:+.3g} over steps {trend[0].step}-{p.step} while the "
                 f"held-out metric fell {-drop:+.3g}: the proxy is being gamed"
             )
-            return GuardVerdict(status="flagged", reason=reason, step=p.step, points=n)
-    return GuardVerdict(points=len(points))
+            return GuardVerdict(status="flagged", reason=reason, step=p.step, points=n, **counts)
+    return GuardVerdict(points=len(points), **counts)
 
 
 class RewardHackingGuard:

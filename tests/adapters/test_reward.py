@@ -96,7 +96,8 @@ def test_reward_stage_trains_every_lora_and_score_parameter(tmp_path, tiny_model
     assert [b["name"] for b in reward["baselines"]] == ["longer_answer", "base_loglik"]
     assert sum(b["pairs"] for b in reward["calibration"]) == 8
     assert reward["curve_steps"] == [2, 4, 6]
-    assert manifest["guard"]["verdict"]["status"] == "ok"
+    verdict = manifest["guard"]["verdict"]
+    assert verdict["status"] == "ok" and (verdict["trend_points"], verdict["window"]) == (3, 4)
     # the saved reward model scores like the trained one
     model, tok = load_reward_model(out, ctx)
     ids = tok("card arrival", return_tensors="pt")
@@ -179,7 +180,7 @@ def test_train_reward_command_prints_accuracy_and_baselines(tmp_path, tiny_model
     from compoundai.cli import cli
 
     write_jsonl(tmp_path / "pairs.jsonl", pair_rows())
-    config = reward_config(tmp_path, tiny_model_dir, max_steps=2).model_dump(
+    config = reward_config(tmp_path, tiny_model_dir, max_steps=2, eval_every=1).model_dump(
         mode="json", exclude_defaults=True
     )
     (tmp_path / "rm.yaml").write_text(json.dumps(config))  # JSON is YAML
@@ -188,6 +189,7 @@ def test_train_reward_command_prints_accuracy_and_baselines(tmp_path, tiny_model
     assert result.exit_code == 0, result.output
     assert "held-out pairwise accuracy" in result.output
     assert "baseline longer_answer" in result.output and "baseline base_loglik" in result.output
+    assert "trend not judged: 2 held-out points, window 4" in result.output
     assert json.loads(result.output.strip().splitlines()[-1])["steps"] == 2
     help_text = CliRunner().invoke(cli, ["train", "--help"]).output
     assert "reward" in help_text
