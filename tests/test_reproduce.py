@@ -57,6 +57,10 @@ def test_reproduce_quick_writes_every_report_and_the_page(tmp_path: Path):
         families = {lane["family"] for lane in lanes.values()}
         assert families == QUICK_LANES[name], (name, families)
         for lane in lanes.values():
+            if lane["name"] == "prompt/stuffed" and name == "squad_docs_qa":
+                # 223 paragraphs do not fit the window: not built, and the report says why
+                assert lane["status"] == "not_built" and "do not fit" in lane["message"]
+                continue
             assert lane["status"] == "ok", (name, lane["name"], lane["message"])
             assert lane["n_cases"] == 4
         assert (tmp_path / "results" / name / "wall_seconds").is_file()
