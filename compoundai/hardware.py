@@ -39,6 +39,21 @@ def pick_dtype(device: str, requested: str = "auto") -> Any:
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc `malloc_trim`).
+
+    Called between lanes: a lane's model and activations are freed when its turn ends, but
+    without this the process keeps the pages, and a run that builds lanes one after another
+    grows by every lane's leftovers (benchmarks/README.md, "Memory of make run")."""
+    import ctypes
+    import gc
+    from contextlib import suppress
+
+    gc.collect()
+    with suppress(OSError, AttributeError):  # not glibc (macOS, musl): collection alone
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 @contextmanager
 def loading_bars(show: bool) -> Iterator[None]:
     """transformers' "Loading weights" bars on or off while a model loads (`--no-progress`)."""

@@ -218,7 +218,11 @@ def _built(
     lanes: Sequence[Lane], task: Task, ctx: RunContext, failures: list[LaneFailure]
 ) -> Iterator[CompoundSystem]:
     """Build each lane just before it is compared, so its model is freed after its turn."""
+    from compoundai.hardware import release_memory
+
     for lane in lanes:
+        release_memory()  # the previous lane's model is gone: give its pages back first
         systems, failed = build_lanes([lane], task, ctx)
         failures += failed
-        yield from systems
+        while systems:  # hand each over without keeping a reference here
+            yield systems.pop(0)

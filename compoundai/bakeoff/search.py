@@ -24,6 +24,7 @@ from compoundai.bakeoff.predict import RESAMPLES, Curves
 from compoundai.context import RunContext
 from compoundai.data import Example, slug
 from compoundai.errors import CompoundAIError
+from compoundai.hardware import release_memory
 from compoundai.lanes import Lane, lanes_for
 from compoundai.lanes.rungs import PlannedLane, TrainingPlan, is_training
 from compoundai.profile import profile
@@ -133,12 +134,16 @@ class BakeOff:
             return result.message or f"{self.metric} was not measured"
         m = result.metrics[self.metric]
         training = system.info.training
+        name, share = system.name, system.info.data_share
+        if is_training(lane):  # its model is not needed again: free it before the next rung
+            del system
+            release_memory()
         n = len(units) or len(self.data.pairs)
         latency = result.latency_ms
         return Rung(
-            lane=system.name,
+            lane=name,
             stage=stage,
-            share=system.info.data_share,
+            share=share,
             units=n,
             value=m.value,
             ci_low=m.ci_low,
@@ -150,7 +155,7 @@ class BakeOff:
             train_tokens=int(training.tokens or 0) if training else 0,
             steps=training.steps if training else None,
             plan=plan,
-            stats=comparison.scored[system.name].stats[self.metric],
+            stats=comparison.scored[name].stats[self.metric],
         )
 
     def _record(self, rung: Rung, note: str = "") -> None:

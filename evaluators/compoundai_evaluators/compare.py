@@ -158,6 +158,7 @@ def compare(
                     message=f"{type(exc).__name__}: {exc}",
                 )
             )
+            del system  # free this lane's model before the next one is built
             continue
         wall = time.perf_counter() - started
         rows = [
@@ -187,6 +188,7 @@ def compare(
             result.forgetting = Forgetting(**record)
         if perplexity is not None:
             result.general_perplexity = perplexity(system)
+        del system  # free this lane's model before the next one is built
 
     metric_by_name = {m.name: m for m in [*all_metrics, PREFERENCE]}
     differences = []
