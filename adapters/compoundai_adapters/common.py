@@ -216,6 +216,25 @@ def read_jsonl_rows(path: str | Path, required: list[str]) -> list[dict[str, Any
     return rows
 
 
+def pair_too_long(
+    longest: int, config: Any, problems: list[Problem], source: str, line: int
+) -> bool:
+    """Whether a preference pair of `longest` tokens is over `config.max_seq_len` (then left
+    out); with `on_long_rows: error` it is also a problem at its file and line."""
+    if longest <= config.max_seq_len:
+        return False
+    if config.on_long_rows == "error":
+        problems.append(
+            Problem(
+                f"pair is {longest} tokens, over max_seq_len {config.max_seq_len} "
+                "(raise max_seq_len or set on_long_rows: skip)",
+                file=source,
+                line=line,
+            )
+        )
+    return True
+
+
 def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")

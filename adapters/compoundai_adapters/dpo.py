@@ -27,7 +27,12 @@ from pydantic import Field
 from compoundai.chat import render_chat
 from compoundai.context import RunContext
 from compoundai.errors import Problem, UserInputError
-from compoundai_adapters.common import TrainSettings, packed_row_len, read_jsonl_rows
+from compoundai_adapters.common import (
+    TrainSettings,
+    packed_row_len,
+    pair_too_long,
+    read_jsonl_rows,
+)
 from compoundai_adapters.guard import GuardSettings, RewardHackingGuard
 from compoundai_adapters.packing import Tokenized, pack, target_head, target_logprobs
 from compoundai_adapters.stage import finish_stage, start_stage
@@ -70,17 +75,7 @@ def pair_sequences(
                     p_ids + a_ids, [False] * len(p_ids) + [True] * len(a_ids), group=len(seqs) // 2
                 )
             )
-        longest = max(len(s.ids) for s in pair)
-        if longest > config.max_seq_len:
-            if config.on_long_rows == "error":
-                problems.append(
-                    Problem(
-                        f"pair is {longest} tokens, over max_seq_len {config.max_seq_len} "
-                        "(raise max_seq_len or set on_long_rows: skip)",
-                        file=source,
-                        line=n + 1,
-                    )
-                )
+        if pair_too_long(max(len(s.ids) for s in pair), config, problems, source, n + 1):
             continue
         seqs += pair
     if problems:

@@ -46,6 +46,7 @@ from compoundai_adapters.common import (
     TrainSettings,
     count_params,
     lora_config,
+    pair_too_long,
     read_jsonl_rows,
     use_bf16,
 )
@@ -93,7 +94,8 @@ def tokenize_pairs(
     rows: list[dict[str, Any]], config: RewardModelConfig, tokenizer: Any, source: str
 ) -> list[PairIds]:
     """Prompt (chat template) + answer + EOS for each side, as the DPO stage builds them."""
-    out, problems = [], []
+    out: list[PairIds] = []
+    problems: list[Problem] = []
     eos = tokenizer.eos_token or ""
     for n, row in enumerate(rows):
         chat = [{"role": "user", "content": str(row[config.prompt_field])}]
@@ -103,17 +105,7 @@ def tokenize_pairs(
             prompt + tokenizer(str(row[f]) + eos, add_special_tokens=False)["input_ids"]
             for f in (config.chosen_field, config.rejected_field)
         ]
-        longest = max(len(s) for s in sides)
-        if longest > config.max_seq_len:
-            if config.on_long_rows == "error":
-                problems.append(
-                    Problem(
-                        f"pair is {longest} tokens, over max_seq_len {config.max_seq_len} "
-                        "(raise max_seq_len or set on_long_rows: skip)",
-                        file=source,
-                        line=n + 1,
-                    )
-                )
+        if pair_too_long(max(len(s) for s in sides), config, problems, source, n + 1):
             continue
         out.append(PairIds(row, len(prompt), sides[0], sides[1]))
     if problems:
