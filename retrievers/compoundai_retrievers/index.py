@@ -12,6 +12,8 @@ Why it is shaped this way:
 - **No record-manager table beside Chroma.** Ids are content hashes and every record carries
   its `source`, so Chroma itself answers "what does this file have in the index now?"; there is
   no second store that could disagree with it after a crash. Ingestion lives in `ingest.py`.
+- **A damaged vector segment is rebuilt on open** (`repair.py`): a kill during Chroma's HNSW
+  persist leaves a graph it cannot read, while the records survive in `chroma.sqlite3`.
 
     >>> index = ChromaIndex.open("out/index")                # doctest: +SKIP
     >>> index.count(), index.info().embedder                 # doctest: +SKIP
@@ -33,6 +35,7 @@ from compoundai.context import RunContext
 from compoundai.errors import RunTimeFailure, UserInputError
 from compoundai_retrievers.chunking import ChunkingConfig
 from compoundai_retrievers.embedders import Embedder, make_embedder
+from compoundai_retrievers.repair import ensure_readable
 
 DEFAULT_COLLECTION = "compoundai"
 EXACT_LIMIT = 50_000  # chunks up to which dense search is exact (about 77 MB of vectors)
@@ -191,7 +194,7 @@ class ChromaIndex:
         )
         if chunking is not None and chunking != stored_chunking:
             col.modify(metadata=_record(str(name), int(dim), chunking))
-        return cls(
+        index = cls(
             col,
             location=location,
             embedder_name=str(name),
@@ -201,6 +204,9 @@ class ChromaIndex:
             ctx=ctx,
             max_batch_size=min(5000, int(client.get_max_batch_size())),
         )
+        if server is None:  # our own files: a segment a killed write damaged is rebuilt here
+            ensure_readable(index, Path(location))
+        return index
 
     @property
     def embedder(self) -> Embedder:
