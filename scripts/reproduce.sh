@@ -1,16 +1,36 @@
 #!/usr/bin/env bash
 # Regenerate the results page: every example, every lane, on its test split.
-#   scripts/reproduce.sh            full sizes (the task files' evaluation.limit), every lane
-#   scripts/reproduce.sh --quick    4 cases per example, cheap lanes that need no training (the CI
-#                                   smoke test: tests/test_reproduce.py)
-# Reports land in $OUT (default out/results); the page in docs/results.md (--quick: $OUT/results.md).
+#   scripts/reproduce.sh                 full sizes (the task files' evaluation.limit), every lane
+#   scripts/reproduce.sh EXAMPLE...      only those examples (the page keeps the others' last run)
+#   scripts/reproduce.sh --quick         4 cases per example, cheap lanes that need no training
+#                                        (the CI smoke test: tests/test_reproduce.py)
+# Reports land in $OUT (default out/results). A full run also records each example's report,
+# wall time and commit in docs/results/runs/EXAMPLE/, and the page (docs/results.md) is built
+# from those records, so examples run in separate sittings make one page and each section says
+# when and at which commit it ran. --quick writes its page to $OUT/results.md only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-out/results}
 COMPOUNDAI=${COMPOUNDAI:-compoundai}
-EXAMPLES=(squad_docs_qa banking77 snips_json hh_preferences)
+ALL=(squad_docs_qa banking77 snips_json hh_preferences)
 quick=0
-[ "${1:-}" = "--quick" ] && quick=1
+EXAMPLES=()
+for arg in "$@"; do
+  case $arg in
+    --quick) quick=1 ;;
+    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    *)
+      if [ ! -f "examples/$arg/task.yaml" ]; then
+        echo "unknown example '$arg': choose from ${ALL[*]}" >&2
+        exit 2
+      fi
+      EXAMPLES+=("$arg") ;;
+  esac
+done
+[ ${#EXAMPLES[@]} -eq 0 ] && EXAMPLES=("${ALL[@]}")
+RECORD=docs/results/runs
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit+changes"
 mkdir -p "$OUT"
 for ex in "${EXAMPLES[@]}"; do
   echo "== $ex ($(date -u +%H:%M:%S))" >&2
@@ -30,7 +50,15 @@ for ex in "${EXAMPLES[@]}"; do
   fi
   # wall time of this example's run (cached answers and adapters make a re-run shorter)
   echo "$((SECONDS - start))" > "$OUT/$ex/wall_seconds"
+  echo "$commit" > "$OUT/$ex/commit"
+  if [ "$quick" = 0 ]; then
+    mkdir -p "$RECORD/$ex"
+    cp "$OUT/$ex/report.json" "$OUT/$ex/wall_seconds" "$OUT/$ex/commit" "$RECORD/$ex/"
+    cp "$OUT/$ex/report.html" "docs/results/$ex.html"
+  fi
 done
-page=docs/results.md
-[ "$quick" = 1 ] && page="$OUT/results.md"
-python scripts/results_page.py "$OUT" -o "$page"
+if [ "$quick" = 1 ]; then
+  python scripts/results_page.py "$OUT" -o "$OUT/results.md"
+else
+  python scripts/results_page.py "$RECORD" -o docs/results.md
+fi

@@ -44,6 +44,7 @@ class Claim:
     note: str = ""
 
 
+EXAMPLES = ["squad_docs_qa", "banking77", "snips_json", "hh_preferences"]
 CLAIMS = [
     Claim("RAG beats fine-tuning for facts (Ovadia et al. 2023)", "squad_docs_qa", "f1",
           "family:rag", "finetune/sft",
@@ -213,6 +214,9 @@ def task_notes(name: str, report: Report, folder: Path) -> list[str]:
             )
         else:
             took = f" The run took {minutes:.1f} min, training included."
+    commit = folder / "commit"
+    if commit.is_file():
+        took += f" Run {report.created[:10]} at commit `{commit.read_text().strip()}`."
     lines = [
         f"### {report.task} (`examples/{name}`)",
         "",
@@ -265,7 +269,8 @@ def main() -> None:
         "its **test** split, sampled with a fixed seed (stratified by label where there are "
         "labels); intervals are 95% paired-bootstrap intervals. Models: SmolLM2-135M-Instruct "
         "(generator, LoRA adapters) and all-MiniLM-L6-v2 (embedder), on "
-        f"{platform.machine()} CPU; {versions}. Reports written {first.created[:10]}.",
+        f"{platform.machine()} CPU; {versions}. Each task's section says when its run was "
+        "made (examples may run in separate sittings: `scripts/reproduce.sh EXAMPLE`).",
         "",
         "Cost columns: train s is the adapter's training time (0 when the lane trains nothing); "
         "inference s the summed per-case latency; $ / 1k cases the estimate from the price "
@@ -276,12 +281,21 @@ def main() -> None:
         "| p50 / p95 ms | forgetting |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    missing = [ex for ex in EXAMPLES if ex not in reports]
+    if missing:
+        lines[4:4] = [
+            f"Not in this page yet: {', '.join(missing)} (no recorded run at this code; "
+            f"`scripts/reproduce.sh {' '.join(missing)}` adds them).",
+            "",
+        ]
     for name, report in reports.items():
         lines += table_rows(name, report)
     lines += ["", "## Per task", ""]
     for folder in found:
         lines += task_notes(folder.name, reports[folder.name], folder)
-        shutil.copyfile(folder / "report.html", html_dir / f"{folder.name}.html")
+        # a full run's record keeps report.json only; reproduce.sh copies its HTML
+        if (folder / "report.html").is_file():
+            shutil.copyfile(folder / "report.html", html_dir / f"{folder.name}.html")
     lines += [
         "## The field's claims, on this stack",
         "",
