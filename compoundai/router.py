@@ -16,7 +16,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from compoundai.profile import TaskProfile
-from compoundai.rules import RULES, Rule
+from compoundai.rules import RULES, Rule, Vote
 
 LANES = ("prompt", "rag", "finetune", "compound")
 
@@ -91,6 +91,27 @@ class Decision(BaseModel):
 
 
 STAGE_ORDER = ("rag", "pretrain", "sft", "dpo")
+# Knowledge that changes this often belongs in an index; see `knowledge_in_weights`.
+FRESH = ("daily", "realtime")
+WEIGHT_KNOWLEDGE = ("pretrain", "distill")
+
+
+def knowledge_in_weights(lane: str) -> bool:
+    """Whether a lane variant trains facts into the weights: continued pretraining on the
+    documents, or distilling a teacher's answers. Such a lane goes stale when the facts change
+    (the knowledge cutoff), so it is never the plan for a task whose `knowledge_freshness` is
+    daily or realtime (`Router.decide`, and the bake-off's `choose`).
+
+    >>> knowledge_in_weights("finetune/pretrain+sft@25%"), knowledge_in_weights("compound")
+    (True, False)
+    """
+    family, _, variant = lane.split("@", 1)[0].partition("/")
+    return family == "finetune" and any(s in variant.split("+") for s in WEIGHT_KNOWLEDGE)
+
+
+def changing_knowledge(p: TaskProfile) -> bool:
+    """The task has documents whose facts change daily or faster."""
+    return bool(p.n_documents) and p.knowledge_freshness in FRESH
 
 
 class Router:
@@ -114,10 +135,16 @@ class Router:
         stages = sorted(
             {v.stage for v in votes if v.stage and v.lane == top}, key=STAGE_ORDER.index
         )
+        dropped = []
+        if changing_knowledge(profile):
+            dropped = [s for s in stages if s in WEIGHT_KNOWLEDGE]
+            stages = [s for s in stages if s not in WEIGHT_KNOWLEDGE]
         lane = plan_lane(top, stages, profile)
         plan = plan_of(lane)
         # reasons of the top lane first, the weightiest first: what a reader checks first
         order = sorted(votes, key=lambda v: (ranked.index(v.lane), -v.weight))
+        if dropped:
+            order.insert(0, freshness_reason(top, dropped, profile))
         return Decision(
             lane=lane,
             plan=plan,
@@ -128,6 +155,19 @@ class Router:
             ],
             stages=[s.strip() for s in plan.split("->")],
         )
+
+
+def freshness_reason(lane: str, dropped: list[str], p: TaskProfile) -> Vote:
+    """Why a stage that trains the documents into the weights left the plan."""
+    return Vote(
+        lane,
+        0.0,
+        "knowledge_freshness",
+        p.knowledge_freshness,
+        f"knowledge changes {p.knowledge_freshness}: the plan keeps the facts in the index, "
+        f"not continued pretraining or distillation ({', '.join(dropped)} left out), because "
+        "weights trained on them would answer with yesterday's facts until retrained",
+    )
 
 
 def plan_lane(top: str, stages: list[str], p: TaskProfile) -> str:

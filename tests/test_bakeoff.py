@@ -254,3 +254,20 @@ def test_a_training_lane_the_budget_never_reached_is_compared_on_the_first_rung(
     assert sft.plan.share == first_share(len(banking.split("train")))
     full = lanes_to_compare(banking, decision, ["finetune"], "full")
     assert [lane.name for lane in full] == ["finetune/sft"]
+
+
+def test_knowledge_that_changes_daily_never_chooses_a_lane_that_trains_it_in(banking, tmp_path):
+    doc = tmp_path / "faq.md"
+    doc.write_text("# Cards\n\nA new card arrives within five working days.\n")
+    banking.documents = [doc]
+    banking.spec.constraints.knowledge_freshness = "daily"
+    ctx = _fake_ctx(tmp_path, banking)
+    # continued pretraining measures best by far; the decision still may not pick it
+    pretrain = ScriptedTrainer("finetune/pretrain+sft", base=0.9, gain=0.1)
+    decision = BakeOff(
+        banking, ctx, lane_objects=[*_cheap(), pretrain], budget_minutes=None, settings_grid=[{}]
+    ).run()
+    assert pretrain.seen_rows  # measured, so the report shows what freshness costs
+    assert not decision.lane.startswith("finetune/pretrain")
+    why = [e.note for e in decision.evidence if e.lane.startswith("finetune/pretrain+sft")]
+    assert any("excluded" in n and "changes daily" in n for n in why), why

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from compoundai.bakeoff.parts import Candidate
-from compoundai.router import LANES, Decision, RankedLane, Reason
+from compoundai.router import FRESH, LANES, Decision, RankedLane, Reason, knowledge_in_weights
 
 if TYPE_CHECKING:
     from compoundai.bakeoff.search import BakeOff
@@ -36,9 +36,15 @@ def choose(bake: BakeOff) -> Decision:
     constraints = bake.task.spec.constraints
     scored = [c for c in bake.candidates if c.rungs and _on_sample(bake, c)]
     excluded: dict[str, str] = {}
+    fresh = bool(bake.task.documents) and constraints.knowledge_freshness in FRESH
     for c in scored:
         last = c.rungs[-1]
-        if constraints.max_latency_ms and last.p95_ms > constraints.max_latency_ms:
+        if fresh and knowledge_in_weights(c.name):
+            excluded[c.name] = (
+                f"trains the documents' facts into the weights, but the knowledge changes "
+                f"{constraints.knowledge_freshness}: they would go stale until retrained"
+            )
+        elif constraints.max_latency_ms and last.p95_ms > constraints.max_latency_ms:
             excluded[c.name] = (
                 f"p95 latency {last.p95_ms:.0f} ms on dev exceeds the "
                 f"{constraints.max_latency_ms:g} ms budget"

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from compoundai.context import RunContext
 from compoundai.contract import ABSTAIN_TEXT, Answer, format_output
+from compoundai.errors import UserInputError
 from compoundai.generators.base import Chat
 from compoundai.lanes.rag.prompts import (
     CONTEXT_RULES,
@@ -34,6 +35,7 @@ from compoundai.lanes.rag.prompts import (
     user_turn,
 )
 from compoundai.lanes.rag.store import RagStore
+from compoundai.provenance import json_digest
 from compoundai.system import CompoundSystem
 
 if TYPE_CHECKING:
@@ -136,6 +138,37 @@ class RetrievingSystem(CompoundSystem):
             answer.extra[self.texts_key] = [h.text for h in hits]
             answer.extra["retrieval_score"] = round(float(best), 4)
         return answers
+
+    # keeping the knowledge fresh
+
+    def update_documents(self, paths: Sequence[str | Path], loader: Any = None) -> Any:
+        """Bring the index in line with the documents under `paths` now: a changed file's
+        chunks are replaced, a new file's added, a removed file's (under `paths`) deleted; an
+        unchanged one is not embedded again. What the system answers from is the index, so
+        the next answer uses the new text with no retraining (the knowledge cutoff a model's
+        weights have, and an index does not). Returns the retrievers' `IngestReport`.
+
+        The answers memoised and the answer-cache key (`info.fingerprint`) change with the
+        index, and the store's build marker no longer vouches for it, so a later build of the
+        old documents fills its index again instead of trusting this one.
+        """
+        from compoundai_retrievers.ingest import ingest
+
+        if self.store.holds != "documents":
+            raise UserInputError(
+                f"this {self.mode} system retrieves training examples, not documents",
+                hint="update_documents is for systems built over a task's documents",
+            )
+        report = ingest(list(paths), self.store.index, loader=loader, cleanup="scoped")
+        self._hits.clear()
+        self._retrieval_ms.clear()
+        if report.added or report.replaced or report.removed:
+            state = json_digest([self.store.key, self.store.index.count(), report.contract()])
+            self.store.key = f"updated-{state[:16]}"
+            self.store._mark()
+            base = (self.info.fingerprint or "").split("~docs-", 1)[0]
+            self.info.fingerprint = f"{base}~docs-{state[:16]}"
+        return report
 
     # saving (the format is `compoundai.system_dir`'s)
 
