@@ -46,6 +46,7 @@ LEAVES = {
     "compoundai.provenance",
     "compoundai.safe_files",
     "compoundai.hardware",
+    "compoundai.progress",
     "compoundai.chat",
     "compoundai.data",
     "compoundai.models",

@@ -31,7 +31,6 @@ given; `"full"`: everything not given in this run; `"none"`: keep).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -270,14 +269,6 @@ def remove_missing_sources(index: ChromaIndex, seen: set[str], roots: list[str] 
 
 
 def _bar(items: Any, index: ChromaIndex, desc: str, unit: str, total: int | None = None) -> Any:
-    from tqdm import tqdm
+    from compoundai.progress import bar
 
-    return tqdm(
-        items,
-        total=total,
-        desc=desc,
-        unit=unit,
-        file=sys.stderr,
-        disable=not index.ctx.progress,
-        leave=False,
-    )
+    return bar(items, desc=desc, unit=unit, total=total, enabled=index.ctx.progress)

@@ -25,7 +25,6 @@ import json
 import logging
 import shutil
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -118,16 +117,11 @@ def vector_segment(folder: Path, collection_id: str) -> str:
 
 def rebuild_vectors(index: ChromaIndex) -> int:
     """Embed every record's text again and upsert it under its id and metadata; how many."""
-    from tqdm import tqdm
+    from compoundai.progress import bar as progress_bar
 
     records = list(index.iter_records(["documents", "metadatas"]))
-    with tqdm(
-        total=len(records),
-        desc="rebuilding vectors",
-        unit="chunk",
-        file=sys.stderr,
-        disable=not index.ctx.progress,
-        leave=False,
+    with progress_bar(
+        desc="rebuilding vectors", unit="chunk", total=len(records), enabled=index.ctx.progress
     ) as bar:
         for start in range(0, len(records), REPAIR_SLICE):
             part = records[start : start + REPAIR_SLICE]
