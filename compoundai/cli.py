@@ -387,12 +387,14 @@ def report_cmd(report_dir: Path) -> None:
 from compoundai.cli_build import build  # noqa: E402
 from compoundai.cli_index import index  # noqa: E402
 from compoundai.cli_serve import serve  # noqa: E402
+from compoundai.cli_synth import synth  # noqa: E402
 from compoundai.cli_train import train  # noqa: E402
 from compoundai.cli_ui import ui  # noqa: E402
 
 cli.add_command(build)
 cli.add_command(index)
 cli.add_command(serve)
+cli.add_command(synth)
 cli.add_command(train)
 cli.add_command(ui)
 

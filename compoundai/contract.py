@@ -318,6 +318,8 @@ class BuildInfo(Strict):
     k: int | None = None
     index: str | None = None
     holds: str | None = None
+    # finetune/qa+sft: what `compoundai.synth`'s filters kept and rejected
+    synth: dict[str, float] | None = None
     system_dir: str | None = Field(None, exclude=True)  # set by loading; never saved
 
     def train_cost(self) -> tuple[float, int]:

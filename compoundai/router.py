@@ -90,17 +90,17 @@ class Decision(BaseModel):
         return self.ranked[0].lane
 
 
-STAGE_ORDER = ("rag", "pretrain", "sft", "dpo")
+STAGE_ORDER = ("rag", "pretrain", "qa", "sft", "dpo")
 # Knowledge that changes this often belongs in an index; see `knowledge_in_weights`.
 FRESH = ("daily", "realtime")
-WEIGHT_KNOWLEDGE = ("pretrain", "distill")
+WEIGHT_KNOWLEDGE = ("pretrain", "qa", "distill")
 
 
 def knowledge_in_weights(lane: str) -> bool:
     """Whether a lane variant trains facts into the weights: continued pretraining on the
-    documents, or distilling a teacher's answers. Such a lane goes stale when the facts change
-    (the knowledge cutoff), so it is never the plan for a task whose `knowledge_freshness` is
-    daily or realtime (`Router.decide`, and the bake-off's `choose`).
+    documents or on QA pairs about them, or distilling a teacher's answers. Such a lane goes
+    stale when the facts change (the knowledge cutoff), so it is never the plan for a task whose
+    `knowledge_freshness` is daily or realtime (`Router.decide`, and the bake-off's `choose`).
 
     >>> knowledge_in_weights("finetune/pretrain+sft@25%"), knowledge_in_weights("compound")
     (True, False)
@@ -188,6 +188,8 @@ def plan_lane(top: str, stages: list[str], p: TaskProfile) -> str:
             return "finetune/sft+dpo"
         if "pretrain" in stages:
             return "finetune/pretrain+sft"
+        if "qa" in stages:
+            return "finetune/qa+sft"
         return "finetune/sft"
     return top
 

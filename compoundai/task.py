@@ -186,6 +186,16 @@ class PretrainSettings(Strict):
     learning_rate: float = Field(1e-3, gt=0)
 
 
+class QASettings(Strict):
+    """Question/answer pairs synthesised from the documents (`compoundai.synth`), the first
+    stage's training text in the finetune/qa+sft variant: the perplexity-curse remedy of
+    Ovadia et al. 2023 (train on QA pairs about the documents, not on the documents' text)."""
+
+    per_chunk: int = Field(3, gt=0, description="Questions asked per chunk.")
+    k: int = Field(5, gt=0, description="Round-trip filter: the chunk is in the top k hits.")
+    max_chunks: int | None = Field(None, gt=0, description="Sample N chunks [default: all].")
+
+
 class FinetuneSettings(Strict):
     """How the finetune lane trains its LoRA adapter (defaults measured on banking77)."""
 
@@ -203,6 +213,7 @@ class FinetuneSettings(Strict):
     )
     dpo: DPOSettings = Field(default_factory=DPOSettings)
     pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
+    qa: QASettings = Field(default_factory=QASettings)
 
 
 class CompoundSettings(Strict):

@@ -49,7 +49,7 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
 
     With the task given, `finetune` adds an SFT-then-DPO variant when it has preference pairs,
     and a pretrain-then-SFT variant (continued pretraining on the documents) when it has
-    documents.
+    documents, with (free-text tasks) its QA-pairs twin `finetune/qa+sft`.
     """
     unknown = [n for n in names if n not in LANES]
     if unknown:
@@ -68,6 +68,8 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
                 lanes.append(FinetuneLane(("sft", "dpo")))
             if task is not None and task.documents:
                 lanes.append(FinetuneLane(("pretrain", "sft")))
+                if task.spec.output.type == "free_text":
+                    lanes.append(FinetuneLane(("qa", "sft")))
         elif name == "rag":
             lanes += RagLane.variants(task)
         else:  # compound

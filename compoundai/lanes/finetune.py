@@ -9,7 +9,11 @@ then runs on top of the SFT model (the SFT adapter merged into the base, DPO's r
 With documents and `pretrain` in the stages, a LoRA adapter is first trained on the documents'
 text with the next-token loss (continued pretraining, the "unsupervised fine-tuning" of Ovadia
 et al. 2023), merged into the base, and SFT runs on that model: the facts go into the weights
-instead of the prompt. A two-stage adapter's forgetting is chained back to the original base
+instead of the prompt. With `qa` instead, that first stage trains on question/answer pairs the
+task's generator wrote about the documents' chunks and `compoundai.synth`'s filters kept (the
+remedy Ovadia et al. found for the "perplexity curse": training on raw text lowers its
+perplexity without the model using the facts); the filter counts are saved beside the adapter.
+A two-stage adapter's forgetting is chained back to the original base
 (perplexity after the last stage over perplexity before the first), and its training time
 counts both stages.
 
@@ -27,7 +31,7 @@ from typing import Any
 from compoundai.context import RunContext
 from compoundai.contract import BuildInfo, ForgettingFacts, TrainingFacts, format_output
 from compoundai.data import slug, write_jsonl
-from compoundai.errors import UserInputError
+from compoundai.errors import RunTimeFailure, UserInputError
 from compoundai.lanes.prompt import answer_generation, contract_of
 from compoundai.provenance import file_sha256, json_digest
 from compoundai.system import CompoundSystem
@@ -64,10 +68,11 @@ def _train_cached(run_dir: Path, train: Any, ctx: RunContext) -> Path:
 
 class FinetuneLane:
     """SFT on the task's examples; `stages=("sft", "dpo")` adds DPO on its preference pairs,
-    `("pretrain", "sft")` continued pretraining on its documents first."""
+    `("pretrain", "sft")` continued pretraining on its documents first, `("qa", "sft")` on
+    question/answer pairs synthesised from them."""
 
     family = "finetune"
-    STAGES = (("sft",), ("sft", "dpo"), ("pretrain", "sft"))
+    STAGES = (("sft",), ("sft", "dpo"), ("pretrain", "sft"), ("qa", "sft"))
 
     def __init__(self, stages: tuple[str, ...] = ("sft",)) -> None:
         if tuple(stages) not in self.STAGES:
@@ -107,7 +112,7 @@ class FinetuneLane:
         else:
             rows = self.training_rows(task)
             base = None
-            if "pretrain" in self.stages:
+            if "pretrain" in self.stages or "qa" in self.stages:
                 first, base = self._pretrain(task, ctx)
             adapter = self._sft(task, ctx, rows, base=base)
             if base is not None:
@@ -118,6 +123,14 @@ class FinetuneLane:
         generator, info = adapter_generator(task, ctx, adapter)
         if first is not None:
             chain_stages(info, first)
+            synth = first.parent / "synth.json"
+            if "qa" in self.stages and synth.is_file():
+                import json
+
+                info.synth = json.loads(synth.read_text(encoding="utf-8"))
+                if info.training is not None:  # writing the pairs is part of training's cost
+                    spent = float(info.synth.get("seconds", 0.0))
+                    info.training.train_seconds = (info.training.train_seconds or 0.0) + spent
         info.stages, info.train_rows = list(self.stages), len(rows)
         return CompoundSystem(
             self.name,
@@ -139,32 +152,36 @@ class FinetuneLane:
         system = self.system_message(task)
         if task.spec.output.type == "free_text":
             system = f"{system}\n\n{contract_of(task).describe()}"
-        tag = "pretrain-sft" if base else "sft"
+        tag = f"{self.stages[0]}-sft" if base else "sft"
         return train_sft_adapter(task, ctx, rows, system=system, tag=tag, base=base)
 
     def _pretrain(self, task: Task, ctx: RunContext) -> tuple[Path, str]:
-        """A LoRA adapter trained on the documents' text, and the base with it merged in."""
+        """A LoRA adapter trained on the documents' text (or, for `qa`, on QA pairs about
+        them), and the base with it merged in."""
         from compoundai_adapters.artifacts import merge_and_export
         from compoundai_adapters.pretrain import PretrainConfig, run_pretrain
 
         if not task.documents:
             raise UserInputError(
-                "the finetune/pretrain+sft lane trains on the task's documents, and it has none",
+                f"the {self.name} lane trains on the task's documents, and it has none",
                 hint="add `documents:` to the task file, or use finetune/sft",
             )
         settings = task.spec.finetune
+        stage = self.stages[0]
         docs = sorted(str(p) for p in task.documents)
+        exclude = {"dpo", "adapter", "max_train_rows"} | ({"qa"} if stage == "pretrain" else set())
         key = _key(
             [file_sha256(p) for p in docs],
             task.spec.models.generator,
-            settings.model_dump(exclude={"dpo", "adapter", "max_train_rows"}),
+            settings.model_dump(exclude=exclude),
         )
-        run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-pretrain-{key}"
+        run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-{stage}-{key}"
         run_dir.mkdir(parents=True, exist_ok=True)
+        train_files = docs if stage == "pretrain" else [str(synthesised_qa(task, ctx, run_dir))]
         config = PretrainConfig(
             model=task.spec.models.generator,
             output_dir=str(run_dir),
-            train_files=docs,
+            train_files=train_files,
             epochs=settings.pretrain.epochs,
             learning_rate=settings.pretrain.learning_rate,
             lora={"rank": settings.lora_rank, "alpha": 2 * settings.lora_rank},
@@ -238,6 +255,42 @@ class FinetuneLane:
         return adapter
 
 
+def synthesised_qa(task: Task, ctx: RunContext, run_dir: Path) -> Path:
+    """`run_dir/qa.jsonl`: the kept QA pairs about the task's document chunks as training text
+    (`Question: ...` / `Answer: ...`), written once; the filter counts go to `synth.json`."""
+    out = run_dir / "qa.jsonl"
+    if out.is_file():
+        return out
+    import json
+
+    from compoundai.lanes.prompt import shared_generator
+    from compoundai.lanes.rag.store import RagStore
+    from compoundai.synth import synthesize_qa, write_pairs
+    from compoundai_retrievers.embedders import make_embedder
+
+    qa = task.spec.finetune.qa
+    store = RagStore.for_documents(task, ctx, make_embedder(task.spec.models.embedder, ctx))
+    pairs, report = synthesize_qa(
+        store.index,
+        shared_generator(task, ctx),
+        per_chunk=qa.per_chunk,
+        k=qa.k,
+        max_chunks=qa.max_chunks,
+        seed=task.spec.finetune.seed,
+        progress=ctx.progress,
+    )
+    if not pairs:
+        raise RunTimeFailure(
+            f"no synthesised question/answer pair passed the filters ({report.contract()}): "
+            "use a stronger generator for the task, or finetune/pretrain+sft"
+        )
+    write_pairs(run_dir / "pairs.jsonl", pairs)
+    record = {**report.contract(), "seconds": report.seconds}
+    (run_dir / "synth.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    write_jsonl(out, [{"text": f"Question: {p.question}\nAnswer: {p.answer}"} for p in pairs])
+    return out
+
+
 def require_local_generator(task: Task, lane: str) -> None:
     """Lanes that train an adapter need a local generator, not an OpenAI-compatible server."""
     if task.spec.models.openai_base_url:
@@ -291,7 +344,7 @@ def train_sft_adapter(
 
     settings = task.spec.finetune
     model = base or task.spec.models.generator
-    key = _key(rows, system, model, settings.model_dump(exclude={"dpo", "pretrain"}))
+    key = _key(rows, system, model, settings.model_dump(exclude={"dpo", "pretrain", "qa"}))
     run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-{tag}-{key}"
     run_dir.mkdir(parents=True, exist_ok=True)
     train_file = run_dir / "train.jsonl"

@@ -295,7 +295,10 @@ def _lane_result(
         remote=remote,
         cached=n_cached,
         data_share=system.info.data_share,
-        info={"predictions": predictions},
+        info={
+            "predictions": predictions,
+            **({"synth": system.info.synth} if system.info.synth else {}),
+        },
     )
 
 

@@ -145,3 +145,47 @@ def test_pretrain_without_documents_is_a_clear_error(tmp_path, tiny_model_dir, s
         FinetuneLane(("pretrain", "sft")).build(task, ctx)
     with pytest.raises(UserInputError, match="must be one of"):
         FinetuneLane(("dpo",))
+
+
+def test_qa_then_sft_trains_first_on_pairs_synthesised_from_the_documents(
+    tmp_path, tiny_model_dir, sft_rows, ctx
+):
+    from compoundai.testing import FakeGenerator, HashEmbedder
+
+    docs = [{"doc_id": f"d{i}", "text": f"Card payments settle in {i} days."} for i in range(6)]
+    write_jsonl(tmp_path / "docs.jsonl", docs)
+    task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows, documents=["docs.jsonl"]))
+
+    def writer(chat):  # a question about the chunk, with the answer copied from it
+        days = chat[-1]["content"].split("settle in ")[1].split(" ")[0]
+        return f"Q: How many days do card payments take to settle ({days})?\nA: {days} days"
+
+    ctx.clients["generator"] = FakeGenerator(writer)
+    ctx.clients["embedder"] = HashEmbedder()
+    system = FinetuneLane(("qa", "sft")).build(task, ctx)
+    run_dir = Path(system.info.base_model).parent
+    assert run_dir.name.startswith("tiny-intents-qa-")
+    text = [json.loads(line)["text"] for line in (run_dir / "qa.jsonl").read_text().splitlines()]
+    assert len(text) == 6 and text[0].startswith("Question: How many days")
+    first = json.loads((run_dir / "adapter" / "manifest.json").read_text())
+    assert first["stage"] == "pretrain" and first["config"]["train_files"] == [
+        str(run_dir / "qa.jsonl")
+    ]
+    # the filter counts travel with the system (and so into the report), and writing the
+    # pairs counts as training time
+    assert system.info.synth["kept"] == 6 and system.info.synth["acceptance_rate"] == 1.0
+    assert system.info.training.train_seconds >= system.info.synth["seconds"]
+    assert system.invoke("my card has not arrived 3").output in LABELS
+
+
+def test_qa_then_sft_with_no_pair_kept_says_so(tmp_path, tiny_model_dir, sft_rows, ctx):
+    from compoundai.errors import RunTimeFailure
+    from compoundai.testing import FakeGenerator, HashEmbedder
+
+    write_jsonl(tmp_path / "docs.jsonl", [{"doc_id": "d", "text": "Payments settle in 2 days."}])
+    task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows, documents=["docs.jsonl"]))
+    ctx.clients["generator"] = FakeGenerator(default="Q: What colour is the sky?\nA: blue")
+    ctx.clients["embedder"] = HashEmbedder()
+    with pytest.raises(RunTimeFailure, match="no synthesised question/answer pair") as err:
+        FinetuneLane(("qa", "sft")).build(task, ctx)
+    assert "'unsupported': 1" in str(err.value)
