@@ -131,3 +131,29 @@ def test_synth_qa_cli_writes_the_pairs_and_ends_with_the_counts(tmp_path, monkey
     # bad input: a missing folder is exit 2 and writes nothing
     missing = CliRunner().invoke(cli, ["synth", "qa", str(tmp_path / "nope"), "-o", str(out)])
     assert missing.exit_code == 2 and "nope" in missing.output
+
+
+@pytest.mark.slow
+def test_synth_qa_with_the_real_small_models(tmp_path):
+    """SmolLM2-135M writes the pairs and MiniLM does the round trip: whatever it keeps passes
+    the filters (a weak writer keeps few; the counts say how few)."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in DOCS.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    out = tmp_path / "qa.jsonl"
+    result = CliRunner().invoke(
+        cli, ["--no-progress", "synth", "qa", str(folder), "-o", str(out), "--k", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert counts["chunks"] == 3
+    rejected = counts["unsupported"] + counts["not_retrieved"] + counts["duplicates"]
+    assert counts["generated"] == counts["kept"] + rejected
+    texts = {name.split(".")[0]: text for name, text in DOCS.items()}
+    from compoundai.synth import normalize
+
+    for line in out.read_text().splitlines():
+        row = json.loads(line)
+        chunk = next(t for n, t in texts.items() if n in row["source"])
+        assert normalize(row["answer"]) in normalize(chunk)
