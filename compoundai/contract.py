@@ -320,6 +320,7 @@ class BuildInfo(Strict):
     holds: str | None = None
     # finetune/qa+sft: what `compoundai.synth`'s filters kept and rejected
     synth: dict[str, float] | None = None
+    teacher: str | None = None  # finetune/distill: whose answers it was trained on
     system_dir: str | None = Field(None, exclude=True)  # set by loading; never saved
 
     def train_cost(self) -> tuple[float, int]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from compoundai.config import Strict, line_of, read_yaml, validate
 from compoundai.data import Example, PreferencePair
@@ -196,6 +196,29 @@ class QASettings(Strict):
     max_chunks: int | None = Field(None, gt=0, description="Sample N chunks [default: all].")
 
 
+class DistillSettings(Strict):
+    """The finetune/distill variant: SFT whose targets are a teacher's answers to the train
+    inputs instead of the gold outputs. The teacher is an OpenAI-compatible endpoint
+    (`teacher_base_url` and `teacher_model`: a larger model, or a compoundai-served system) or
+    one of this task's own lanes (`teacher_lane`, e.g. `compound`: retrieval plus adapter
+    distilled into a standalone adapter). Set one of the two; the variant exists only then."""
+
+    teacher_base_url: str | None = None
+    teacher_model: str = Field("default", description="The model name the endpoint knows.")
+    teacher_lane: str | None = Field(None, description="A lane of this task, e.g. compound.")
+    max_rows: int | None = Field(None, gt=0, description="Ask the teacher about N inputs.")
+
+    @model_validator(mode="after")
+    def _one_teacher(self) -> DistillSettings:
+        if self.teacher_base_url and self.teacher_lane:
+            raise ValueError("give teacher_base_url or teacher_lane, not both")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.teacher_base_url or self.teacher_lane)
+
+
 class FinetuneSettings(Strict):
     """How the finetune lane trains its LoRA adapter (defaults measured on banking77)."""
 
@@ -214,6 +237,7 @@ class FinetuneSettings(Strict):
     dpo: DPOSettings = Field(default_factory=DPOSettings)
     pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
     qa: QASettings = Field(default_factory=QASettings)
+    distill: DistillSettings = Field(default_factory=DistillSettings)
 
 
 class CompoundSettings(Strict):

@@ -3,11 +3,13 @@ models, the official `openai` client and LangChain's `ChatOpenAI` on 127.0.0.1."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import openai
@@ -93,3 +95,34 @@ def test_langchain_chat_openai_against_the_cli_server(served, real_ctx):
     llm = ChatOpenAI(model="knn", base_url=url, api_key=KEY)
     assert llm.invoke(QUESTIONS[2]).content == expected
     assert "".join(str(c.content) for c in llm.stream(QUESTIONS[2])) == expected
+
+
+def test_finetune_distill_learns_from_a_served_teacher(served, real_ctx, monkeypatch):
+    """finetune/distill end to end: the teacher is the kNN-vote system behind `compoundai
+    serve` (the real `openai` client), the student SmolLM2 with a LoRA adapter trained on the
+    teacher's answers to 48 train inputs."""
+    from compoundai.lanes import FinetuneLane
+    from compoundai.task import DistillSettings
+
+    url, _ = served
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    task = load_task(BANKING)
+    task.spec.finetune.distill = DistillSettings(
+        teacher_base_url=url, teacher_model="knn", max_rows=48
+    )
+    task.spec.finetune.epochs = 1
+    system = FinetuneLane(("distill",)).build(task, real_ctx)
+    assert system.info.teacher.startswith(f"knn at {url}")
+    rows = (Path(system.info.adapter).parent / "train.jsonl").read_text().splitlines()
+    taught = [json.loads(r)["completion"] for r in rows]
+    assert len(taught) == system.info.train_rows and 40 <= len(taught) <= 48
+    labels = set(task.labels)
+    assert set(taught) <= labels
+    # the teacher's answers, as the server gives them, are what the student was trained on
+    client = openai.OpenAI(base_url=url, api_key=KEY)
+    first = json.loads(rows[0])
+    out = client.chat.completions.create(
+        model="knn", messages=[{"role": "user", "content": first["prompt"]}]
+    )
+    assert out.choices[0].message.content == first["completion"]
+    assert system.invoke(first["prompt"]).output in labels

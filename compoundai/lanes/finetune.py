@@ -29,7 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from compoundai.context import RunContext
-from compoundai.contract import BuildInfo, ForgettingFacts, TrainingFacts, format_output
+from compoundai.contract import (
+    BuildInfo,
+    ForgettingFacts,
+    TrainingFacts,
+    format_output,
+    parse_output,
+)
 from compoundai.data import slug, write_jsonl
 from compoundai.errors import RunTimeFailure, UserInputError
 from compoundai.lanes.prompt import answer_generation, contract_of
@@ -69,10 +75,11 @@ def _train_cached(run_dir: Path, train: Any, ctx: RunContext) -> Path:
 class FinetuneLane:
     """SFT on the task's examples; `stages=("sft", "dpo")` adds DPO on its preference pairs,
     `("pretrain", "sft")` continued pretraining on its documents first, `("qa", "sft")` on
-    question/answer pairs synthesised from them."""
+    question/answer pairs synthesised from them; `("distill",)` is SFT on a teacher's answers
+    (`finetune.distill`) instead of the gold outputs."""
 
     family = "finetune"
-    STAGES = (("sft",), ("sft", "dpo"), ("pretrain", "sft"), ("qa", "sft"))
+    STAGES = (("sft",), ("sft", "dpo"), ("pretrain", "sft"), ("qa", "sft"), ("distill",))
 
     def __init__(self, stages: tuple[str, ...] = ("sft",)) -> None:
         if tuple(stages) not in self.STAGES:
@@ -107,10 +114,13 @@ class FinetuneLane:
     def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
         require_local_generator(task, "finetune")
         first = None  # the first stage's adapter, when there are two
+        teacher = None  # finetune/distill: whose answers the rows hold
         if task.spec.finetune.adapter:
             adapter, rows = self._given_adapter(task), []
         else:
             rows = self.training_rows(task)
+            if "distill" in self.stages:
+                rows, teacher = distill_rows(task, ctx, rows)
             base = None
             if "pretrain" in self.stages or "qa" in self.stages:
                 first, base = self._pretrain(task, ctx)
@@ -132,6 +142,7 @@ class FinetuneLane:
                     spent = float(info.synth.get("seconds", 0.0))
                     info.training.train_seconds = (info.training.train_seconds or 0.0) + spent
         info.stages, info.train_rows = list(self.stages), len(rows)
+        info.teacher = teacher
         return CompoundSystem(
             self.name,
             self.family,
@@ -152,7 +163,7 @@ class FinetuneLane:
         system = self.system_message(task)
         if task.spec.output.type == "free_text":
             system = f"{system}\n\n{contract_of(task).describe()}"
-        tag = f"{self.stages[0]}-sft" if base else "sft"
+        tag = f"{self.stages[0]}-sft" if base else self.stages[0]
         return train_sft_adapter(task, ctx, rows, system=system, tag=tag, base=base)
 
     def _pretrain(self, task: Task, ctx: RunContext) -> tuple[Path, str]:
@@ -253,6 +264,92 @@ class FinetuneLane:
         adapter = _train_cached(run_dir, lambda resume: run_dpo(config, ctx, resume=resume), ctx)
         stamp(adapter, fingerprint=f"dpo-{key}", serving_base=str(merged))
         return adapter
+
+
+def distill_rows(
+    task: Task, ctx: RunContext, rows: list[dict[str, str]]
+) -> tuple[list[dict[str, str]], str]:
+    """`rows` with each completion replaced by the teacher's answer to its prompt, and the
+    teacher's name. Answers that break the output contract (no label, no JSON) or abstain are
+    dropped: a student should not learn them. The answers are cached under
+    `CACHE/distill/<task>-<hash>.jsonl`, the hash covering the teacher and the inputs."""
+    settings = task.spec.finetune.distill
+    if not settings.configured and "teacher" not in ctx.clients:
+        raise UserInputError(
+            "the finetune/distill lane needs a teacher",
+            hint="set finetune.distill.teacher_base_url (and teacher_model), or "
+            "finetune.distill.teacher_lane (e.g. compound) in the task file",
+        )
+    if settings.max_rows and len(rows) > settings.max_rows:
+        rows = (
+            RunContext(seed=task.spec.finetune.seed)
+            .rng("distill-rows")
+            .sample(rows, settings.max_rows)
+        )
+    inputs = [r["prompt"] for r in rows]
+    answer, name = _teacher(task, ctx)
+    cache = ctx.cache_dir / "distill" / f"{slug(task.name)}-{_key(name, inputs)}.jsonl"
+    if cache.is_file():
+        from compoundai.data import iter_jsonl
+
+        texts = [str(r["answer"]) for _, r in iter_jsonl(cache, [])]
+    else:
+        texts = answer(inputs)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(cache, [{"input": i, "answer": t} for i, t in zip(inputs, texts, strict=True)])
+    contract = contract_of(task)
+    kept = []
+    for prompt, text in zip(inputs, texts, strict=True):
+        output = parse_output(contract, text)
+        if output is None or output == "":
+            continue
+        # a label answer must name the label; parse_output also snaps near-misses by spelling
+        if contract.type == "labels" and str(output).lower() not in text.lower():
+            continue
+        kept.append({"prompt": prompt, "completion": format_output(output)})
+    if not kept:
+        raise RunTimeFailure(
+            f"the teacher {name} gave no usable answer to {len(inputs)} train inputs "
+            "(each broke the output contract or abstained)"
+        )
+    return kept, f"{name} ({len(kept)} of {len(inputs)} answers kept)"
+
+
+def _teacher(task: Task, ctx: RunContext) -> tuple[Any, str]:
+    """A function from inputs to the teacher's answer texts, and the teacher's name."""
+    settings = task.spec.finetune.distill
+    if settings.teacher_lane:
+        from compoundai.lanes import lanes_for
+
+        family = settings.teacher_lane.split("/", 1)[0]
+        lanes = [lane for lane in lanes_for([family], task) if lane.name == settings.teacher_lane]
+        if not lanes or "distill" in settings.teacher_lane:
+            raise UserInputError(
+                f"finetune.distill.teacher_lane: no lane {settings.teacher_lane!r} for this task",
+                hint="name a lane a report of this task shows, e.g. compound or rag",
+            )
+        system = lanes[0].build(task, ctx)
+
+        def from_lane(inputs: list[str]) -> list[str]:
+            return [format_output(a.output) for a in system.batch(inputs)]
+
+        return from_lane, f"lane {system.name}"
+    generator = ctx.clients.get("teacher")
+    if generator is None:
+        from compoundai.generators.openai_backend import OpenAIGenerator
+
+        generator = OpenAIGenerator(settings.teacher_model, base_url=settings.teacher_base_url)
+    system = f"{task.spec.instructions}\n\n{contract_of(task).describe()}"
+
+    def from_endpoint(inputs: list[str]) -> list[str]:
+        chats = [
+            [{"role": "system", "content": system}, {"role": "user", "content": text}]
+            for text in inputs
+        ]
+        return [g.text for g in generator.generate(chats, answer_generation(task))]
+
+    where = f" at {settings.teacher_base_url}" if settings.teacher_base_url else ""
+    return from_endpoint, f"{getattr(generator, 'name', 'teacher')}{where}"
 
 
 def synthesised_qa(task: Task, ctx: RunContext, run_dir: Path) -> Path:

@@ -298,6 +298,7 @@ def _lane_result(
         info={
             "predictions": predictions,
             **({"synth": system.info.synth} if system.info.synth else {}),
+            **({"teacher": system.info.teacher} if system.info.teacher else {}),
         },
     )
 

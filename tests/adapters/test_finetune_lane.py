@@ -189,3 +189,48 @@ def test_qa_then_sft_with_no_pair_kept_says_so(tmp_path, tiny_model_dir, sft_row
     with pytest.raises(RunTimeFailure, match="no synthesised question/answer pair") as err:
         FinetuneLane(("qa", "sft")).build(task, ctx)
     assert "'unsupported': 1" in str(err.value)
+
+
+def test_distill_trains_on_the_teachers_answers_not_the_gold(
+    tmp_path, tiny_model_dir, sft_rows, ctx
+):
+    from compoundai.testing import FakeGenerator
+
+    path = make_task(
+        tmp_path, tiny_model_dir, sft_rows, finetune={
+            "epochs": 2, "tokens_per_batch": 128, "learning_rate": 5e-3,
+            "distill": {"teacher_base_url": "http://127.0.0.1:9/v1"},
+        },
+    )  # fmt: skip
+    task = load_task(path)
+    assert [lane.name for lane in lanes_for(["finetune"], task)][-1] == "finetune/distill"
+    # a teacher that says top_up to everything, and once something that is no label at all
+    teacher = FakeGenerator(lambda chat: "no idea" if "3" in chat[-1]["content"] else "top_up")
+    ctx.clients["teacher"] = teacher
+    system = FinetuneLane(("distill",)).build(task, ctx)
+    assert "Name the intent." in teacher.calls[0][0]["content"]
+    assert "top_up" in teacher.calls[0][0]["content"]  # the contract lists the labels
+    train = json.loads(
+        (Path(system.info.adapter).parent / "train.jsonl").read_text().split("\n")[0]
+    )
+    assert train["completion"] == "top_up"
+    dropped = sum("3" in r["text"] for r in sft_rows)
+    assert system.info.train_rows == len(sft_rows) - dropped
+    assert system.info.teacher.endswith(
+        f"({len(sft_rows) - dropped} of {len(sft_rows)} answers kept)"
+    )
+    # the teacher's answers are cached: a second build asks it nothing
+    calls = len(teacher.calls)
+    FinetuneLane(("distill",)).build(task, ctx)
+    assert len(teacher.calls) == calls
+
+
+def test_distill_without_a_teacher_is_a_clear_error(tmp_path, tiny_model_dir, sft_rows, ctx):
+    task = load_task(make_task(tmp_path, tiny_model_dir, sft_rows))
+    assert "finetune/distill" not in [lane.name for lane in lanes_for(["finetune"], task)]
+    with pytest.raises(UserInputError, match="needs a teacher") as err:
+        FinetuneLane(("distill",)).build(task, ctx)
+    assert "teacher_base_url" in str(err.value.hint)
+    with pytest.raises(UserInputError, match="not both"):
+        load_task(make_task(tmp_path, tiny_model_dir, sft_rows, finetune={"distill": {
+            "teacher_base_url": "http://x", "teacher_lane": "compound"}}))  # fmt: skip
