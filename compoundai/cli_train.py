@@ -119,6 +119,65 @@ train.add_command(
 )
 
 
+@train.command("embedder")
+@click.argument("task_file", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Output dir.")
+@click.option(
+    "--pairs",
+    type=click.Path(path_type=Path, exists=True, dir_okay=False),
+    help="(question, chunk_id) pairs from `compoundai synth qa` [default: synthesise them].",
+)
+@click.option("--epochs", type=float, default=1.0, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--learning-rate", type=float, default=2e-5, show_default=True)
+@click.option("--max-chunks", type=int, help="Synthesise questions for N chunks [default: all].")
+@click.pass_obj
+@_errors_to_exit_codes
+def train_embedder(
+    obj: dict[str, Any],
+    task_file: Path,
+    out: Path,
+    pairs: Path | None,
+    epochs: float,
+    batch_size: int,
+    learning_rate: float,
+    max_chunks: int | None,
+) -> None:
+    """Tune the task's embedder on (question, chunk) pairs about its documents (contrastive,
+    sentence-transformers' trainer) and measure dev recall@5 and MRR before and after.
+
+    Writes OUT/model (a sentence-transformers folder with compoundai-embedder.json); point
+    `models.embedder` at it. The rag lane uses it only if it measured better on dev.
+    """
+    from compoundai.embedder_tuning import tune_embedder
+    from compoundai.task import load_task
+
+    task = load_task(task_file)
+    manifest = tune_embedder(
+        task,
+        _ctx(obj),
+        out,
+        pairs_file=pairs,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        max_chunks=max_chunks,
+    )
+    b, a = manifest.before, manifest.after
+    verdict = (
+        f"better: set models.embedder to {out / 'model'}"
+        if manifest.better
+        else f"not better: the rag lane keeps {manifest.base}"
+    )
+    click.echo(
+        f"dev retrieval over {a.questions} questions: recall@5 {b.recall_at_5:.3f} -> "
+        f"{a.recall_at_5:.3f}, MRR {b.mrr:.3f} -> {a.mrr:.3f} ({manifest.pairs} pairs, "
+        f"{manifest.seconds:.0f} s); {verdict}",
+        err=True,
+    )
+    click.echo(manifest.model_dump_json())
+
+
 def _echo_reward(manifest: Any) -> None:
     r = manifest.reward
     a = r.accuracy

@@ -142,7 +142,9 @@ class RagLane:
                 f"{name} retrieves labelled training examples, and the task has none",
                 hint="add examples.train (a JSONL of inputs and outputs) to the task file",
             )
-        embedder = make_embedder(task.spec.models.embedder, ctx)
+        from compoundai.embedder_tuning import effective_embedder
+
+        embedder = make_embedder(effective_embedder(task.spec.models.embedder)[0], ctx)
         if mode in PASSAGE_MODES:
             store = RagStore.for_documents(task, ctx, embedder)
         else:
