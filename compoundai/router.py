@@ -90,7 +90,7 @@ class Decision(BaseModel):
         return self.ranked[0].lane
 
 
-STAGE_ORDER = ("rag", "pretrain", "qa", "sft", "dpo")
+STAGE_ORDER = ("rag", "pretrain", "qa", "sft", "dpo", "grpo")
 # Knowledge that changes this often belongs in an index; see `knowledge_in_weights`.
 FRESH = ("daily", "realtime")
 WEIGHT_KNOWLEDGE = ("pretrain", "qa", "distill")
@@ -186,6 +186,8 @@ def plan_lane(top: str, stages: list[str], p: TaskProfile) -> str:
     if top == "finetune":
         if "dpo" in stages:
             return "finetune/sft+dpo"
+        if "grpo" in stages:
+            return "finetune/sft+grpo"
         if "pretrain" in stages:
             return "finetune/pretrain+sft"
         if "qa" in stages:

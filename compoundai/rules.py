@@ -330,7 +330,8 @@ def verifiable_answers_invite_rl(p: TaskProfile) -> list[Vote]:
             "numeric_answer_share",
             p.numeric_answer_share,
             f"{p.numeric_answer_share:.0%} of the answers end in a number that can be checked: "
-            "a verifiable reward, what GRPO-style training optimises (after SFT)",
+            "a verifiable reward, what GRPO-style training optimises (after SFT; "
+            "`finetune.grpo.enabled` adds the finetune/sft+grpo lane to measure it)",
             "sft",
         )
     ]

@@ -219,6 +219,22 @@ class DistillSettings(Strict):
         return bool(self.teacher_base_url or self.teacher_lane)
 
 
+class GRPOSettings(Strict):
+    """The finetune/sft+grpo variant (opt in with `enabled`): GRPO after SFT, each sampled
+    answer to a train input rewarded by the task's metrics against that row's reference (a
+    verifiable reward), with a KL penalty to the SFT model (TRL's `GRPOTrainer`)."""
+
+    enabled: bool = False
+    metrics: list[str] | None = Field(None, description="Reward [default: the primary metric].")
+    max_steps: int = Field(20, gt=0)
+    group_size: int = Field(4, ge=2, description="Answers sampled per prompt.")
+    prompts_per_step: int = Field(2, gt=0)
+    learning_rate: float = Field(1e-5, gt=0)
+    kl_coef: float = Field(0.04, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    max_rows: int | None = Field(200, gt=0, description="Train prompts it samples from.")
+
+
 class FinetuneSettings(Strict):
     """How the finetune lane trains its LoRA adapter (defaults measured on banking77)."""
 
@@ -238,6 +254,7 @@ class FinetuneSettings(Strict):
     pretrain: PretrainSettings = Field(default_factory=PretrainSettings)
     qa: QASettings = Field(default_factory=QASettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings)
 
 
 class CompoundSettings(Strict):

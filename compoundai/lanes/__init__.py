@@ -50,7 +50,8 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
     With the task given, `finetune` adds an SFT-then-DPO variant when it has preference pairs,
     and a pretrain-then-SFT variant (continued pretraining on the documents) when it has
     documents, with (free-text tasks) its QA-pairs twin `finetune/qa+sft`, and
-    `finetune/distill` when `finetune.distill` names a teacher.
+    `finetune/sft+grpo` when `finetune.grpo.enabled`, `finetune/distill` when
+    `finetune.distill` names a teacher.
     """
     unknown = [n for n in names if n not in LANES]
     if unknown:
@@ -71,6 +72,8 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
                 lanes.append(FinetuneLane(("pretrain", "sft")))
                 if task.spec.output.type == "free_text":
                     lanes.append(FinetuneLane(("qa", "sft")))
+            if task is not None and task.spec.finetune.grpo.enabled:
+                lanes.append(FinetuneLane(("sft", "grpo")))
             if task is not None and task.spec.finetune.distill.configured:
                 lanes.append(FinetuneLane(("distill",)))
         elif name == "rag":

@@ -38,6 +38,7 @@ from compoundai.contract import (
 )
 from compoundai.data import slug, write_jsonl
 from compoundai.errors import RunTimeFailure, UserInputError
+from compoundai.generators.base import Chat
 from compoundai.lanes.prompt import answer_generation, contract_of
 from compoundai.provenance import file_sha256, json_digest
 from compoundai.system import CompoundSystem
@@ -76,10 +77,18 @@ class FinetuneLane:
     """SFT on the task's examples; `stages=("sft", "dpo")` adds DPO on its preference pairs,
     `("pretrain", "sft")` continued pretraining on its documents first, `("qa", "sft")` on
     question/answer pairs synthesised from them; `("distill",)` is SFT on a teacher's answers
-    (`finetune.distill`) instead of the gold outputs."""
+    (`finetune.distill`) instead of the gold outputs; `("sft", "grpo")` adds GRPO rewarded by
+    the task's metric (`finetune.grpo`)."""
 
     family = "finetune"
-    STAGES = (("sft",), ("sft", "dpo"), ("pretrain", "sft"), ("qa", "sft"), ("distill",))
+    STAGES = (
+        ("sft",),
+        ("sft", "dpo"),
+        ("sft", "grpo"),
+        ("pretrain", "sft"),
+        ("qa", "sft"),
+        ("distill",),
+    )
 
     def __init__(self, stages: tuple[str, ...] = ("sft",)) -> None:
         if tuple(stages) not in self.STAGES:
@@ -130,6 +139,9 @@ class FinetuneLane:
         if "dpo" in self.stages:
             first = adapter
             adapter = self._dpo(task, ctx, adapter)
+        if "grpo" in self.stages:
+            first = adapter
+            adapter = self._grpo(task, ctx, adapter, rows)
         generator, info = adapter_generator(task, ctx, adapter)
         if first is not None:
             chain_stages(info, first)
@@ -223,6 +235,49 @@ class FinetuneLane:
                 hint="adapters trained by `compoundai train` carry one; retrain with it",
             )
         return path
+
+    def _grpo(
+        self, task: Task, ctx: RunContext, sft_adapter: Path, rows: list[dict[str, str]]
+    ) -> Path:
+        """GRPO on the SFT-merged model, rewarded by the task's metric against each train
+        row's reference; the adapter is served over that merged model."""
+        from compoundai_adapters.artifacts import merge_and_export
+        from compoundai_adapters.grpo import GRPOStageConfig, run_grpo
+
+        settings = task.spec.finetune.grpo
+        metrics = settings.metrics or [task.metrics[0]]
+        prompts = _grpo_rows(task, rows)
+        key = _key(prompts, _weights_key(sft_adapter), settings.model_dump(), metrics)
+        run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-grpo-{key}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        merged = run_dir / "sft-merged"
+        if not (merged / "config.json").is_file():
+            merge_and_export(sft_adapter, merged, ctx)
+        train_file = run_dir / "prompts.jsonl"
+        if not train_file.is_file():
+            write_jsonl(train_file, prompts)
+        system = self.system_message(task)
+        if task.spec.output.type == "free_text":
+            system = f"{system}\n\n{contract_of(task).describe()}"
+        config = GRPOStageConfig(
+            model=str(merged),
+            output_dir=str(run_dir),
+            train_file=str(train_file),
+            system=system,
+            metrics=metrics,
+            group_size=settings.group_size,
+            prompts_per_step=settings.prompts_per_step,
+            temperature=settings.temperature,
+            kl_coef=settings.kl_coef,
+            max_answer_tokens=answer_generation(task).max_new_tokens,
+            learning_rate=settings.learning_rate,
+            max_steps=settings.max_steps,
+            lora={"rank": task.spec.finetune.lora_rank, "alpha": 2 * task.spec.finetune.lora_rank},
+            seed=task.spec.finetune.seed,
+        )
+        adapter = _train_cached(run_dir, lambda resume: run_grpo(config, ctx, resume=resume), ctx)
+        stamp(adapter, fingerprint=f"grpo-{key}", serving_base=str(merged))
+        return adapter
 
     def _dpo(self, task: Task, ctx: RunContext, sft_adapter: Path) -> Path:
         from compoundai_adapters.artifacts import merge_and_export
@@ -339,11 +394,11 @@ def _teacher(task: Task, ctx: RunContext) -> tuple[Any, str]:
         from compoundai.generators.openai_backend import OpenAIGenerator
 
         generator = OpenAIGenerator(settings.teacher_model, base_url=settings.teacher_base_url)
-    system = f"{task.spec.instructions}\n\n{contract_of(task).describe()}"
+    message = f"{task.spec.instructions}\n\n{contract_of(task).describe()}"
 
     def from_endpoint(inputs: list[str]) -> list[str]:
-        chats = [
-            [{"role": "system", "content": system}, {"role": "user", "content": text}]
+        chats: list[Chat] = [
+            [{"role": "system", "content": message}, {"role": "user", "content": text}]
             for text in inputs
         ]
         return [g.text for g in generator.generate(chats, answer_generation(task))]
@@ -385,6 +440,17 @@ def synthesised_qa(task: Task, ctx: RunContext, run_dir: Path) -> Path:
     record = {**report.contract(), "seconds": report.seconds}
     (run_dir / "synth.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
     write_jsonl(out, [{"text": f"Question: {p.question}\nAnswer: {p.answer}"} for p in pairs])
+    return out
+
+
+def _grpo_rows(task: Task, rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """GRPO prompts: each train input with its reference (the gold output as text)."""
+    settings = task.spec.finetune.grpo
+    out = [{"prompt": r["prompt"], "reference": r["completion"]} for r in rows]
+    if settings.max_rows and len(out) > settings.max_rows:
+        out = (
+            RunContext(seed=task.spec.finetune.seed).rng("grpo-rows").sample(out, settings.max_rows)
+        )
     return out
 
 

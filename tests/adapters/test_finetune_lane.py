@@ -234,3 +234,27 @@ def test_distill_without_a_teacher_is_a_clear_error(tmp_path, tiny_model_dir, sf
     with pytest.raises(UserInputError, match="not both"):
         load_task(make_task(tmp_path, tiny_model_dir, sft_rows, finetune={"distill": {
             "teacher_base_url": "http://x", "teacher_lane": "compound"}}))  # fmt: skip
+
+
+def test_sft_then_grpo_rewarded_by_the_tasks_metric(tmp_path, tiny_model_dir, sft_rows, ctx):
+    path = make_task(
+        tmp_path, tiny_model_dir, sft_rows,
+        output={"type": "free_text", "max_answer_tokens": 8},
+        finetune={"epochs": 1, "tokens_per_batch": 128, "learning_rate": 5e-3,
+                  "grpo": {"enabled": True, "max_steps": 2, "group_size": 2, "max_rows": 6,
+                           "learning_rate": 1e-2}},
+    )  # fmt: skip
+    task = load_task(path)
+    lanes = lanes_for(["finetune"], task)
+    assert "finetune/sft+grpo" in [lane.name for lane in lanes]
+    system = FinetuneLane(("sft", "grpo")).build(task, ctx)
+    adapter = Path(system.info.adapter)
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    assert manifest["stage"] == "grpo" and manifest["metrics"]["steps"] == 2
+    assert manifest["config"]["metrics"] == [task.metrics[0]]
+    # GRPO ran on (and is served over) the SFT model merged into the base
+    assert Path(system.info.base_model).name == "sft-merged"
+    prompts = (adapter.parent / "prompts.jsonl").read_text().splitlines()
+    assert len(prompts) == 6 and set(json.loads(prompts[0])) == {"prompt", "reference"}
+    assert system.info.stages == ["sft", "grpo"]
+    assert isinstance(system.invoke("how do I top up 5").output, str)
