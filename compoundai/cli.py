@@ -364,13 +364,20 @@ def _run_and_print(
 
 @cli.command("report")
 @click.argument("report_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option(
+    "--rejudge",
+    is_flag=True,
+    help="Also recompute the verdict and the decision check from the saved measurements with "
+    "this version's rules (nothing is run again), and save them in report.json.",
+)
 @_errors_to_exit_codes
-def report_cmd(report_dir: Path) -> None:
+def report_cmd(report_dir: Path, rejudge: bool) -> None:
     """Render report.md and report.html again from REPORT_DIR/report.json."""
     from pydantic import ValidationError
 
     from compoundai.errors import UserInputError
     from compoundai_evaluators import load_report, write_reports
+    from compoundai_evaluators.publish import rejudge_report
 
     try:
         report = load_report(report_dir)
@@ -379,6 +386,13 @@ def report_cmd(report_dir: Path) -> None:
             f"cannot read {report_dir / 'report.json'}: {exc}".split("\n")[0],
             hint="point at a directory written by `compoundai compare` or `compoundai run`",
         ) from None
+    if rejudge:
+        before = report.decision_check.outcome if report.decision_check else None
+        report = rejudge_report(report)
+        after = report.decision_check.outcome if report.decision_check else None
+        click.echo(
+            f"rejudged: winner {report.winner}; decision check {before} -> {after}", err=True
+        )
     written = write_reports(report, report_dir)
     click.echo(f"{written['md']}\n{written['html']}")
 

@@ -87,8 +87,12 @@ def plan_check(
     differences: Sequence[Difference],
     metric: str,
     margin: float = MARGIN,
+    excluded: dict[str, str] | None = None,
 ) -> DecisionCheck:
-    """The router's plan, built as lane `chosen`, against the measured `winner`."""
+    """The router's plan, built as lane `chosen`, against the measured `winner` (the best lane
+    among those that meet the task's constraints). A plan whose lane breaks a constraint on
+    these cases (`excluded`, with why) is `wrong` however well it scores: the decision
+    promised a lane within the constraints."""
     check = DecisionCheck(
         plan=plan, chosen_lane=chosen, winner=winner, outcome=None, margin=margin, metric=metric
     )
@@ -114,6 +118,15 @@ def plan_check(
     check.regret = Interval(value=d.value, ci_low=d.ci_low, ci_high=d.ci_high)
     check.n = d.compared
     shown = f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+    why = (excluded or {}).get(chosen)
+    if why:
+        check.outcome = "wrong"
+        check.note = (
+            f"the plan's lane `{chosen}` breaks the task's constraints on these cases ({why}); "
+            f"the winner among the lanes that meet them is `{winner}` (winner minus plan "
+            f"{shown} on {metric})"
+        )
+        return check
     if is_tied(d.value, d.ci_low, d.ci_high, margin):
         check.outcome = "tied"
         check.note = (

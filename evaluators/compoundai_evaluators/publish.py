@@ -47,10 +47,40 @@ def build_report(
     """
     lanes = [*comparison.lanes, *failures]
     constraints = constraints or {}
+    judged = _judge(lanes, comparison.differences, primary_metric, decision, constraints,
+                    max_forgetting)  # fmt: skip
+    predictions = {r.name: r.info.pop("predictions", []) for r in lanes}
+    report = Report(
+        task=task,
+        decision=decision,
+        profile=profile or {},
+        lanes=lanes,
+        primary_metric=primary_metric,
+        **judged,
+        comparisons=comparison.differences,
+        metric_descriptions=comparison.descriptions,
+        constraints=constraints,
+        prices=(prices or PriceTable()).model_dump(),
+        cases=cases or {},
+        created=now(),
+        versions=versions(),
+    )
+    return report, predictions
+
+
+def _judge(
+    lanes: Sequence[LaneResult],
+    differences: Sequence[Any],
+    primary_metric: str,
+    decision: dict[str, Any],
+    constraints: dict[str, Any],
+    max_forgetting: float,
+) -> dict[str, Any]:
+    """The verdict and the fields of a `Report` that follow from it."""
     ranked = decision.get("ranked") or [{"lane": decision.get("plan", "")}]
     verdict = decide_verdict(
         lanes,
-        comparison.differences,
+        differences,
         primary_metric,
         ranked[0]["lane"],
         constraints,
@@ -60,28 +90,24 @@ def build_report(
     )
     check = verdict.decision_check
     outcome = check.outcome if check is not None else None
-    predictions = {r.name: r.info.pop("predictions", []) for r in lanes}
-    report = Report(
-        task=task,
-        decision=decision,
-        profile=profile or {},
-        lanes=lanes,
-        primary_metric=primary_metric,
-        winner=verdict.overall,
+    return {
+        "winner": verdict.overall,
         # right when the plan's lane won or is tied with the winner within the margin
-        router_correct=None if outcome is None else outcome != "wrong",
-        router_note=check.note if check is not None else verdict.router.note,
-        decision_check=check,
-        comparisons=comparison.differences,
-        verdict=verdict,
-        metric_descriptions=comparison.descriptions,
-        constraints=constraints,
-        prices=(prices or PriceTable()).model_dump(),
-        cases=cases or {},
-        created=now(),
-        versions=versions(),
-    )
-    return report, predictions
+        "router_correct": None if outcome is None else outcome != "wrong",
+        "router_note": check.note if check is not None else verdict.router.note,
+        "decision_check": check,
+        "verdict": verdict,
+    }
+
+
+def rejudge_report(report: Report) -> Report:
+    """The report with its verdict and decision check computed again from its own saved
+    measurements (lanes, paired differences, constraints, decision) by this version's rules:
+    what `compoundai report --rejudge` does after a fix to the rules of judgement."""
+    gate = report.verdict.max_forgetting if report.verdict is not None else 0.10
+    judged = _judge(report.lanes, report.comparisons, report.primary_metric, report.decision,
+                    report.constraints, gate)  # fmt: skip
+    return report.model_copy(update=judged)
 
 
 def load_report(path: str | Path) -> Report:

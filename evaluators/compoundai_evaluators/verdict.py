@@ -259,7 +259,14 @@ def decide_verdict(
     per_metric = [w for m in metric_names if (w := _per_metric(lanes, differences, m, alpha))]
     baselines, below = _below_baselines(lanes, differences, primary_metric, alpha)
     check = plan_check(
-        plan or router_top, plan_lane, overall, lanes, differences, primary_metric, margin
+        plan or router_top,
+        plan_lane,
+        overall,
+        lanes,
+        differences,
+        primary_metric,
+        margin,
+        excluded=excluded if overall not in excluded else {},
     )
     return Verdict(
         primary_metric=primary_metric,

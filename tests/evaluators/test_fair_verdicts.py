@@ -114,6 +114,66 @@ def test_decision_check_outcomes_and_regret():
     assert v.decision_check is not None and v.decision_check.outcome == "tied"
 
 
+def test_a_plan_whose_lane_breaks_a_constraint_on_test_is_wrong_not_tied():
+    # snips_json, 2026-12-02: compound 0.979 but p95 2310 ms over the 2000 ms budget, so the
+    # eligible winner was a lane at 0.007; the check said "tied" with regret -0.971
+    from compoundai_evaluators.report import Latency
+
+    best = _lane("compound", "compound", 0.98)
+    best.latency_ms = Latency(p50=1200, p95=2310)
+    fast = _lane("finetune/sft", "finetune", 0.01)
+    fast.latency_ms = Latency(p50=500, p95=700)
+    diffs = [_diff("finetune/sft", "compound", -0.97, -0.99, -0.94, p=0.001)]
+    v = decide_verdict(
+        [best, fast], diffs, "accuracy", "compound", {"max_latency_ms": 2000},
+        plan="rag -> sft", plan_lane="compound",
+    )  # fmt: skip
+    assert v.overall == "finetune/sft" and "compound" in v.excluded
+    check = v.decision_check
+    assert check.outcome == "wrong" and "breaks the task's constraints" in check.note
+    assert "2310 ms" in check.note
+    # when no lane meets the constraints, the best regardless is the winner, and a plan that
+    # built it matched
+    fast.latency_ms = Latency(p50=2500, p95=2600)
+    v = decide_verdict(
+        [best, fast], diffs, "accuracy", "compound", {"max_latency_ms": 2000},
+        plan="rag -> sft", plan_lane="compound",
+    )  # fmt: skip
+    assert v.overall == "compound" and v.decision_check.outcome == "matched"
+
+
+def test_rejudge_recomputes_the_verdict_from_the_saved_measurements(tmp_path):
+    from click.testing import CliRunner
+
+    from compoundai.cli import cli
+    from compoundai_evaluators import load_report, write_reports
+    from compoundai_evaluators.report import DecisionCheck, Latency, Report
+
+    best = _lane("compound", "compound", 0.98)
+    best.latency_ms = Latency(p50=1200, p95=2310)
+    fast = _lane("finetune/sft", "finetune", 0.01)
+    fast.latency_ms = Latency(p50=500, p95=700)
+    stale = DecisionCheck(plan="rag -> sft", chosen_lane="compound", winner="finetune/sft",
+                          outcome="tied", margin=0.02, metric="accuracy")  # fmt: skip
+    report = Report(
+        task="t", decision={"plan": "rag -> sft", "lane": "compound",
+                            "ranked": [{"lane": "compound", "score": 1}], "reasons": []},
+        lanes=[best, fast], primary_metric="accuracy", winner="finetune/sft",
+        router_correct=True, decision_check=stale,
+        comparisons=[_diff("finetune/sft", "compound", -0.97, -0.99, -0.94, p=0.001)],
+        constraints={"max_latency_ms": 2000},
+    )  # fmt: skip
+    write_reports(report, tmp_path)
+    plain = CliRunner().invoke(cli, ["report", str(tmp_path)])
+    assert plain.exit_code == 0 and load_report(tmp_path).decision_check.outcome == "tied"
+    result = CliRunner().invoke(cli, ["report", str(tmp_path), "--rejudge"])
+    assert result.exit_code == 0, result.output
+    assert "decision check tied -> wrong" in result.stderr
+    again = load_report(tmp_path)
+    assert again.decision_check.outcome == "wrong" and again.router_correct is False
+    assert [lane.name for lane in again.lanes] == ["compound", "finetune/sft"]  # kept as saved
+
+
 def test_cheapest_counts_training_spread_over_the_volume():
     # "trained" answers a little cheaper per case but cost $50 to train: over 100k cases that
     # is $0.50 per 1k, more than the per-case saving
