@@ -53,6 +53,7 @@ for ex in "${EXAMPLES[@]}"; do
   echo "$commit" > "$OUT/$ex/commit"
   if [ "$quick" = 0 ]; then
     mkdir -p "$RECORD/$ex"
+    rm -f "$RECORD/$ex/note"  # a note (what the numbers do not say) belongs to the run it was written for
     cp "$OUT/$ex/report.json" "$OUT/$ex/wall_seconds" "$OUT/$ex/commit" "$RECORD/$ex/"
     cp "$OUT/$ex/report.html" "docs/results/$ex.html"
   fi

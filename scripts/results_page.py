@@ -217,6 +217,9 @@ def task_notes(name: str, report: Report, folder: Path) -> list[str]:
     commit = folder / "commit"
     if commit.is_file():
         took += f" Run {report.created[:10]} at commit `{commit.read_text().strip()}`."
+    note = folder / "note"  # what the person who ran it saw and the numbers do not say
+    if note.is_file():
+        took += " " + " ".join(note.read_text(encoding="utf-8").split())
     lines = [
         f"### {report.task} (`examples/{name}`)",
         "",
