@@ -90,7 +90,12 @@ def resolve(report: Report, name: str, metric: str) -> LaneResult | None:
         family = name.split(":", 1)[1]
         pool = [r for r in scored if r.family == family and r.generator != "none"]
         return max(pool, key=lambda r: r.metrics[metric].value, default=None)
-    return next((r for r in scored if r.name == name), None)
+    exact = next((r for r in scored if r.name == name), None)
+    if exact is not None:
+        return exact
+    # a measured run names a training lane by the data share it was built at (`@12%`)
+    rungs = [r for r in scored if r.name.split("@", 1)[0] == name]
+    return max(rungs, key=lambda r: r.data_share, default=None)
 
 
 def claim_difference(claim: Claim, reports: dict[str, Report]) -> tuple[Difference | None, str]:
@@ -131,6 +136,8 @@ def judge_claims(claims: list[Claim], reports: dict[str, Report]) -> list[list[s
             verdict = "not shown after Holm's correction (the unadjusted interval excludes zero)"
         else:
             verdict = "not shown: the interval contains zero"
+        if "@" in d.a or "@" in d.b:
+            verdict += " (an `@N%` lane was trained on that share of its data only: a rung the decision stopped at, not the lane in full)"
         rows.append([*cells, shown, f"{p_adj:.3g}", verdict])
     return rows
 
@@ -173,6 +180,8 @@ def router_line(decision: dict, winner: str | None, check: DecisionCheck | None)
             f" Regret {r.value:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] {c.metric} over "
             f"{c.n} cases."
         )
+        if "breaks the task's constraints" in c.note:
+            line += f" Why: {c.note}."
     elif c.outcome is None:
         line += f" {c.note}."
     return line
