@@ -137,7 +137,10 @@ def judge_claims(claims: list[Claim], reports: dict[str, Report]) -> list[list[s
         else:
             verdict = "not shown: the interval contains zero"
         if "@" in d.a or "@" in d.b:
-            verdict += " (an `@N%` lane was trained on that share of its data only: a rung the decision stopped at, not the lane in full)"
+            verdict += (
+                " (an `@N%` lane was trained on that share of its data only: a rung the "
+                "decision stopped at, not the lane in full)"
+            )
         rows.append([*cells, shown, f"{p_adj:.3g}", verdict])
     return rows
 
