@@ -40,7 +40,13 @@ def synth() -> None:
 @click.option(
     "-o", "--out", type=click.Path(path_type=Path), required=True, help="JSONL file to write."
 )
-@click.option("--per-chunk", type=int, default=3, show_default=True, help="Questions per chunk.")
+@click.option(
+    "--per-chunk",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Questions per chunk.",
+)
 @click.option(
     "--k",
     type=int,
@@ -48,7 +54,11 @@ def synth() -> None:
     show_default=True,
     help="Round-trip filter: keep a pair only if its chunk is in the question's top k hits.",
 )
-@click.option("--max-chunks", type=int, help="Sample this many chunks (seeded) [default: all].")
+@click.option(
+    "--max-chunks",
+    type=click.IntRange(min=1),
+    help="Sample this many chunks (seeded) [default: all].",
+)
 @click.option(
     "--generator",
     "model",
@@ -100,7 +110,10 @@ def synth_qa(
         key = json_digest([emb.name, *[[str(f.resolve()), file_sha256(f)] for f in files]])
         index_dir = ctx.cache_dir / "synth" / key[:16]
     idx = ChromaIndex.open(index_dir, embedder=emb, ctx=ctx)
-    ingest(paths, idx, cleanup="scoped")
+    ingested = ingest(paths, idx, cleanup="scoped")
+    for err in ingested.errors:
+        where = f"{err.file}:{err.line}" if err.line else err.file
+        click.echo(f"skipped {where}: {err.message}", err=True)
     generator = make_generator(model, base_url, ctx)
     pairs, report = synthesize_qa(
         idx,

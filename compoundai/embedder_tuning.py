@@ -63,7 +63,13 @@ def retrieval_quality(task: Task, ctx: RunContext, embedder: Any, split: str = "
     from compoundai.lanes.rag.store import RagStore
     from compoundai_evaluators.metrics.retrieval import GOLD_KEYS, is_match
 
-    cases = [e for e in task.split(split) if any(k in e.meta for k in GOLD_KEYS)]
+    def gold_of(meta: dict[str, Any]) -> list[str]:
+        key = next((k for k in GOLD_KEYS if k in meta), None)
+        value = meta.get(key) if key else None
+        values = value if isinstance(value, list | tuple) else [value]
+        return [str(v) for v in values if v not in (None, "")]
+
+    cases = [e for e in task.split(split) if gold_of(e.meta)]
     if not cases:
         raise UserInputError(
             f"no {split} questions name their gold documents, so retrieval cannot be measured",
@@ -73,8 +79,7 @@ def retrieval_quality(task: Task, ctx: RunContext, embedder: Any, split: str = "
     hits = store.dense([e.input for e in cases], 10)
     recall = mrr = 0.0
     for case, found in zip(cases, hits, strict=True):
-        key = next(k for k in GOLD_KEYS if k in case.meta)
-        gold = case.meta[key] if isinstance(case.meta[key], list) else [case.meta[key]]
+        gold = gold_of(case.meta)
         ranked = [hit_id(h) for h in found]
         recall += sum(any(is_match(r, str(g)) for r in ranked[:5]) for g in gold) / len(gold)
         rank = next(

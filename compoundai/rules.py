@@ -287,8 +287,13 @@ def knowledge_that_changes_stays_out_of_weights(p: TaskProfile) -> list[Vote]:
             -3.0,
             "knowledge_freshness",
             p.knowledge_freshness,
-            f"knowledge changes {p.knowledge_freshness}: no lane that trains the documents into "
-            "the weights (continued pretraining, distilled facts) may be the plan",
+            f"knowledge changes {p.knowledge_freshness}: "
+            + (
+                "no lane that trains the documents into the weights (continued pretraining, "
+                "QA pairs, distilled facts) may be the plan"
+                if p.knowledge_freshness in ("daily", "realtime")
+                else "lanes that train the documents into the weights go stale between retrainings"
+            ),
         ),
     ]
 

@@ -156,7 +156,7 @@ def synthesize_qa(
     if not chunks:
         raise UserInputError(
             "the index holds no text to write questions about",
-            hint="index some documents first (compoundai index add DOCS --index DIR)",
+            hint="point at text, Markdown, HTML, JSONL or PDF files with some text in them",
         )
     chunks.sort(key=lambda c: c[0])
     if max_chunks is not None and len(chunks) > max_chunks:

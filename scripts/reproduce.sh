@@ -30,7 +30,9 @@ done
 [ ${#EXAMPLES[@]} -eq 0 ] && EXAMPLES=("${ALL[@]}")
 RECORD=docs/results/runs
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit+changes"
+# uncommitted changes to anything but the records this script writes mark the commit
+[ -z "$(git status --porcelain --untracked-files=all -- . ':!docs/results*' 2>/dev/null)" ] \
+  || commit="$commit+changes"
 mkdir -p "$OUT"
 for ex in "${EXAMPLES[@]}"; do
   echo "== $ex ($(date -u +%H:%M:%S))" >&2

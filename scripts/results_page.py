@@ -299,7 +299,7 @@ def main() -> None:
     missing = [ex for ex in EXAMPLES if ex not in reports]
     if missing:
         lines[4:4] = [
-            f"Not in this page yet: {', '.join(missing)} (no recorded run at this code; "
+            f"Not in this page yet: {', '.join(missing)} (no recorded run yet; "
             f"`scripts/reproduce.sh {' '.join(missing)}` adds them).",
             "",
         ]

@@ -79,8 +79,28 @@ def test_a_changed_document_is_answered_at_once_without_rebuilding(tmp_path, fak
     assert system.info.fingerprint != fingerprint
 
     # a second update with nothing changed embeds and writes nothing, and keeps the key
+    updated = system.info.fingerprint
     again = system.update_documents([tmp_path / "docs"])
     assert (again.added, again.replaced, again.removed, again.embedded) == (0, 0, 0, 0)
+    assert system.info.fingerprint == updated
+
+
+def test_two_systems_sharing_an_index_both_see_the_update(tmp_path, fake_ctx):
+    # rag and compound over the same documents share one index folder in the cache
+    task = load_task(write_task(tmp_path))
+    fake_ctx.clients["generator"] = reading_generator()
+    first = RagLane("context").build(task, fake_ctx)
+    second = RagLane("context").build(task, fake_ctx)
+    assert first.store.folder == second.store.folder
+    old = second.info.fingerprint
+    (tmp_path / "docs" / "office.md").write_text(OFFICE.format(city="Lyon"), encoding="utf-8")
+    assert first.update_documents([tmp_path / "docs"]).replaced == 1
+    report = second.update_documents([tmp_path / "docs"])
+    assert (report.added, report.replaced, report.removed) == (0, 0, 0)  # the first did it
+    # yet its answer-cache key changes with the index it answers from
+    assert second.info.fingerprint != old
+    assert second.info.fingerprint == first.info.fingerprint
+    assert second.invoke(QUESTION).output == "Lyon"
 
 
 def test_a_removed_document_is_gone_from_the_answers(tmp_path, fake_ctx):

@@ -129,8 +129,9 @@ def test_synth_qa_cli_writes_the_pairs_and_ends_with_the_counts(tmp_path, monkey
     assert counts["kept"] == len(rows) >= 1 and counts["unsupported"] == 1
     assert "rejected" in result.stderr
     # bad input: a missing folder is exit 2 and writes nothing
-    missing = CliRunner().invoke(cli, ["synth", "qa", str(tmp_path / "nope"), "-o", str(out)])
-    assert missing.exit_code == 2 and "nope" in missing.output
+    never = tmp_path / "never.jsonl"
+    missing = CliRunner().invoke(cli, ["synth", "qa", str(tmp_path / "nope"), "-o", str(never)])
+    assert missing.exit_code == 2 and "nope" in missing.output and not never.exists()
 
 
 @pytest.mark.slow

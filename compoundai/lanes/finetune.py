@@ -141,7 +141,7 @@ class FinetuneLane:
             adapter = self._dpo(task, ctx, adapter)
         if "grpo" in self.stages:
             first = adapter
-            adapter = self._grpo(task, ctx, adapter, rows)
+            adapter = self._grpo(task, ctx, adapter, rows or self.training_rows(task))
         generator, info = adapter_generator(task, ctx, adapter)
         if first is not None:
             chain_stages(info, first)
@@ -192,11 +192,19 @@ class FinetuneLane:
         settings = task.spec.finetune
         stage = self.stages[0]
         docs = sorted(str(p) for p in task.documents)
-        exclude = {"dpo", "adapter", "max_train_rows"} | ({"qa"} if stage == "pretrain" else set())
+        exclude = {"dpo", "adapter", "max_train_rows", "distill", "grpo"}
+        if stage == "pretrain":
+            exclude.add("qa")
         key = _key(
             [file_sha256(p) for p in docs],
             task.spec.models.generator,
             settings.model_dump(exclude=exclude),
+            # the qa stage's pairs also depend on the round-trip index's embedder and loader
+            *(
+                [task.spec.models.embedder, task.spec.document_fields.model_dump()]
+                if stage == "qa"
+                else []
+            ),
         )
         run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-{stage}-{key}"
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +255,8 @@ class FinetuneLane:
         settings = task.spec.finetune.grpo
         metrics = settings.metrics or [task.metrics[0]]
         prompts = _grpo_rows(task, rows)
-        key = _key(prompts, _weights_key(sft_adapter), settings.model_dump(), metrics)
+        answer_len = answer_generation(task).max_new_tokens
+        key = _key(prompts, _weights_key(sft_adapter), settings.model_dump(), metrics, answer_len)
         run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-grpo-{key}"
         run_dir.mkdir(parents=True, exist_ok=True)
         merged = run_dir / "sft-merged"
@@ -269,7 +278,7 @@ class FinetuneLane:
             prompts_per_step=settings.prompts_per_step,
             temperature=settings.temperature,
             kl_coef=settings.kl_coef,
-            max_answer_tokens=answer_generation(task).max_new_tokens,
+            max_answer_tokens=answer_len,
             learning_rate=settings.learning_rate,
             max_steps=settings.max_steps,
             lora={"rank": task.spec.finetune.lora_rank, "alpha": 2 * task.spec.finetune.lora_rank},
@@ -342,8 +351,8 @@ def distill_rows(
             .sample(rows, settings.max_rows)
         )
     inputs = [r["prompt"] for r in rows]
-    answer, name = _teacher(task, ctx)
-    cache = ctx.cache_dir / "distill" / f"{slug(task.name)}-{_key(name, inputs)}.jsonl"
+    answer, name, identity = _teacher(task, ctx)
+    cache = ctx.cache_dir / "distill" / f"{slug(task.name)}-{_key(identity, inputs)}.jsonl"
     if cache.is_file():
         from compoundai.data import iter_jsonl
 
@@ -370,8 +379,9 @@ def distill_rows(
     return kept, f"{name} ({len(kept)} of {len(inputs)} answers kept)"
 
 
-def _teacher(task: Task, ctx: RunContext) -> tuple[Any, str]:
-    """A function from inputs to the teacher's answer texts, and the teacher's name."""
+def _teacher(task: Task, ctx: RunContext) -> tuple[Any, str, Any]:
+    """A function from inputs to the teacher's answer texts, the teacher's name, and what
+    decides its answers (the cache key of them)."""
     settings = task.spec.finetune.distill
     if settings.teacher_lane:
         from compoundai.lanes import lanes_for
@@ -388,7 +398,7 @@ def _teacher(task: Task, ctx: RunContext) -> tuple[Any, str]:
         def from_lane(inputs: list[str]) -> list[str]:
             return [format_output(a.output) for a in system.batch(inputs)]
 
-        return from_lane, f"lane {system.name}"
+        return from_lane, f"lane {system.name}", [system.name, system.info.fingerprint]
     generator = ctx.clients.get("teacher")
     if generator is None:
         from compoundai.generators.openai_backend import OpenAIGenerator
@@ -404,7 +414,8 @@ def _teacher(task: Task, ctx: RunContext) -> tuple[Any, str]:
         return [g.text for g in generator.generate(chats, answer_generation(task))]
 
     where = f" at {settings.teacher_base_url}" if settings.teacher_base_url else ""
-    return from_endpoint, f"{getattr(generator, 'name', 'teacher')}{where}"
+    name = f"{getattr(generator, 'name', 'teacher')}{where}"
+    return from_endpoint, name, [name, message, answer_generation(task).max_new_tokens]
 
 
 def synthesised_qa(task: Task, ctx: RunContext, run_dir: Path) -> Path:
@@ -507,7 +518,9 @@ def train_sft_adapter(
 
     settings = task.spec.finetune
     model = base or task.spec.models.generator
-    key = _key(rows, system, model, settings.model_dump(exclude={"dpo", "pretrain", "qa"}))
+    # only the settings SFT uses: turning on another stage must not retrain the SFT adapter
+    later = {"dpo", "pretrain", "qa", "distill", "grpo"}
+    key = _key(rows, system, model, settings.model_dump(exclude=later))
     run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-{tag}-{key}"
     run_dir.mkdir(parents=True, exist_ok=True)
     train_file = run_dir / "train.jsonl"

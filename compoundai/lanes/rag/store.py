@@ -28,6 +28,16 @@ if TYPE_CHECKING:
 STORE_FILE = "build.json"
 
 
+def embedder_key(embedder: Any) -> str:
+    """What names an embedder in an index's key: its name, and for a model folder (a tuned
+    embedder) the hash of its weights too, so tuning again into the same folder is a new index."""
+    folder = Path(str(embedder.name))
+    weights = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not weights:
+        return str(embedder.name)
+    return f"{embedder.name}@{json_digest([file_sha256(w) for w in weights])[:16]}"
+
+
 class RagStore:
     """A built `ChromaIndex` and what it holds: `examples` (labelled) or `documents`."""
 
@@ -37,6 +47,7 @@ class RagStore:
         self.holds = holds
         self.folder = folder
         self.items = items
+        self.loader: Any = None  # documents: the task's loader settings (`update_documents`)
 
     # building
 
@@ -50,7 +61,7 @@ class RagStore:
         # Examples are short; one chunk each where the embedder's window allows.
         chunking = ChunkingConfig(chunk_size=256, chunk_overlap=0)
         key = json_digest(
-            ["examples", embedder.name, chunking.model_dump()]
+            ["examples", embedder_key(embedder), chunking.model_dump()]
             + [[e.id, e.input, e.output] for e in train]
         )[:16]
         docs = [
@@ -81,7 +92,7 @@ class RagStore:
         loader = document_loader(task)
         fields = [] if loader == type(loader)() else [loader.model_dump()]  # default: key as before
         key = json_digest(
-            ["documents", embedder.name, chunking.model_dump(), *fields]
+            ["documents", embedder_key(embedder), chunking.model_dump(), *fields]
             + [[str(p), file_sha256(p)] for p in files]
         )[:16]
 
@@ -96,7 +107,9 @@ class RagStore:
                     hint="point `documents:` at text, Markdown, HTML, JSONL or PDF files",
                 )
 
-        return cls._build(task, ctx, embedder, "documents", key, chunking, len(files), fill)
+        store = cls._build(task, ctx, embedder, "documents", key, chunking, len(files), fill)
+        store.loader = loader
+        return store
 
     @classmethod
     def _build(

@@ -148,12 +148,15 @@ class RetrievingSystem(CompoundSystem):
         the next answer uses the new text with no retraining (the knowledge cutoff a model's
         weights have, and an index does not). Returns the retrievers' `IngestReport`.
 
-        The answers memoised and the answer-cache key (`info.fingerprint`) change with the
-        index, and the store's build marker no longer vouches for it, so a later build of the
-        old documents fills its index again instead of trusting this one.
+        The answers memoised are dropped, and the answer-cache key (`info.fingerprint`) and the
+        store's key become a digest of what the index now holds (its content-hash chunk ids),
+        so the store's build marker no longer vouches for it and a later build of the old
+        documents fills its index again instead of trusting this one. `loader` defaults to the
+        task's document loader (its `document_fields`).
         """
         from compoundai_retrievers.ingest import ingest
 
+        loader = loader if loader is not None else self.store.loader
         if self.store.holds != "documents":
             raise UserInputError(
                 f"this {self.mode} system retrieves training examples, not documents",
@@ -162,8 +165,11 @@ class RetrievingSystem(CompoundSystem):
         report = ingest(list(paths), self.store.index, loader=loader, cleanup="scoped")
         self._hits.clear()
         self._retrieval_ms.clear()
-        if report.added or report.replaced or report.removed:
-            state = json_digest([self.store.key, self.store.index.count(), report.contract()])
+        # The key and the answer-cache fingerprint follow what the index holds now (its
+        # content-hash chunk ids), whatever this call changed: two systems sharing an index
+        # folder (rag and compound over the same documents) both see a change either made.
+        state = json_digest(sorted(rid for rid, _ in self.store.index.iter_records(include=())))
+        if self.store.key != f"updated-{state[:16]}":
             self.store.key = f"updated-{state[:16]}"
             self.store._mark()
             base = (self.info.fingerprint or "").split("~docs-", 1)[0]
