@@ -1,0 +1,230 @@
+"""Training rows the finetune lane takes from somewhere other than the task's gold outputs.
+
+Split out of `finetune.py` so that module stays about SFT, DPO and pretraining (it also keeps the
+adapter-cache helpers both share): `distill_rows`
+(a teacher's answers to the train inputs, for `finetune/distill`), `synthesised_qa`
+(question/answer pairs written about the documents' chunks, the first stage's text for
+`finetune/qa+sft`) and `grpo_adapter` (GRPO after SFT, rewarded by the task's metric against
+each train row's reference, for `finetune/sft+grpo`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compoundai.context import RunContext
+from compoundai.contract import format_output, parse_output
+from compoundai.data import slug, write_jsonl
+from compoundai.errors import RunTimeFailure, UserInputError
+from compoundai.generators.base import Chat
+from compoundai.lanes.prompt import answer_generation, contract_of
+from compoundai.provenance import file_sha256, json_digest
+from compoundai.task import Task
+
+
+def _key(*parts: Any) -> str:
+    return json_digest(list(parts))[:16]
+
+
+def stamp(adapter: Path, **fields: str) -> None:
+    """Record this lane's facts in the adapter's manifest (the training stack owns the file)."""
+    from compoundai_adapters.artifacts import stamp as record
+
+    record(adapter, **fields)
+
+
+def _weights_key(adapter: Path) -> str:
+    """A content hash of an adapter's weights."""
+    return file_sha256(adapter / "adapter_model.safetensors")[:16]
+
+
+def _train_cached(run_dir: Path, train: Any, ctx: RunContext) -> Path:
+    """Run `train(resume)` unless `run_dir/adapter` is complete; resume a killed run."""
+    adapter = run_dir / "adapter"
+    if (adapter / "manifest.json").is_file() and (adapter / "adapter_model.safetensors").is_file():
+        if ctx.progress:
+            print(f"finetune: reusing the adapter in {adapter}")
+        return adapter
+    resume = (run_dir / "checkpoints").is_dir()
+    train(resume)
+    return adapter
+
+
+def distill_rows(
+    task: Task, ctx: RunContext, rows: list[dict[str, str]]
+) -> tuple[list[dict[str, str]], str]:
+    """`rows` with each completion replaced by the teacher's answer to its prompt, and the
+    teacher's name. Answers that break the output contract (no label, no JSON) or abstain are
+    dropped: a student should not learn them. The answers are cached under
+    `CACHE/distill/<task>-<hash>.jsonl`, the hash covering the teacher and the inputs."""
+    settings = task.spec.finetune.distill
+    if not settings.configured and "teacher" not in ctx.clients:
+        raise UserInputError(
+            "the finetune/distill lane needs a teacher",
+            hint="set finetune.distill.teacher_base_url (and teacher_model), or "
+            "finetune.distill.teacher_lane (e.g. compound) in the task file",
+        )
+    if settings.max_rows and len(rows) > settings.max_rows:
+        rows = (
+            RunContext(seed=task.spec.finetune.seed)
+            .rng("distill-rows")
+            .sample(rows, settings.max_rows)
+        )
+    inputs = [r["prompt"] for r in rows]
+    answer, name, identity = _teacher(task, ctx)
+    cache = ctx.cache_dir / "distill" / f"{slug(task.name)}-{_key(identity, inputs)}.jsonl"
+    if cache.is_file():
+        from compoundai.data import iter_jsonl
+
+        texts = [str(r["answer"]) for _, r in iter_jsonl(cache, [])]
+    else:
+        texts = answer(inputs)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_jsonl(cache, [{"input": i, "answer": t} for i, t in zip(inputs, texts, strict=True)])
+    contract = contract_of(task)
+    kept = []
+    for prompt, text in zip(inputs, texts, strict=True):
+        output = parse_output(contract, text)
+        if output is None or output == "":
+            continue
+        # a label answer must name the label; parse_output also snaps near-misses by spelling
+        if contract.type == "labels" and str(output).lower() not in text.lower():
+            continue
+        kept.append({"prompt": prompt, "completion": format_output(output)})
+    if not kept:
+        raise RunTimeFailure(
+            f"the teacher {name} gave no usable answer to {len(inputs)} train inputs "
+            "(each broke the output contract or abstained)"
+        )
+    return kept, f"{name} ({len(kept)} of {len(inputs)} answers kept)"
+
+
+def _teacher(task: Task, ctx: RunContext) -> tuple[Any, str, Any]:
+    """A function from inputs to the teacher's answer texts, the teacher's name, and what
+    decides its answers (the cache key of them)."""
+    settings = task.spec.finetune.distill
+    if settings.teacher_lane:
+        from compoundai.lanes import lanes_for
+
+        family = settings.teacher_lane.split("/", 1)[0]
+        lanes = [lane for lane in lanes_for([family], task) if lane.name == settings.teacher_lane]
+        if not lanes or "distill" in settings.teacher_lane:
+            raise UserInputError(
+                f"finetune.distill.teacher_lane: no lane {settings.teacher_lane!r} for this task",
+                hint="name a lane a report of this task shows, e.g. compound or rag",
+            )
+        system = lanes[0].build(task, ctx)
+
+        def from_lane(inputs: list[str]) -> list[str]:
+            return [format_output(a.output) for a in system.batch(inputs)]
+
+        return from_lane, f"lane {system.name}", [system.name, system.info.fingerprint]
+    generator = ctx.clients.get("teacher")
+    if generator is None:
+        from compoundai.generators.openai_backend import OpenAIGenerator
+
+        generator = OpenAIGenerator(settings.teacher_model, base_url=settings.teacher_base_url)
+    message = f"{task.spec.instructions}\n\n{contract_of(task).describe()}"
+
+    def from_endpoint(inputs: list[str]) -> list[str]:
+        chats: list[Chat] = [
+            [{"role": "system", "content": message}, {"role": "user", "content": text}]
+            for text in inputs
+        ]
+        return [g.text for g in generator.generate(chats, answer_generation(task))]
+
+    where = f" at {settings.teacher_base_url}" if settings.teacher_base_url else ""
+    name = f"{getattr(generator, 'name', 'teacher')}{where}"
+    return from_endpoint, name, [name, message, answer_generation(task).max_new_tokens]
+
+
+def synthesised_qa(task: Task, ctx: RunContext, run_dir: Path) -> Path:
+    """`run_dir/qa.jsonl`: the kept QA pairs about the task's document chunks as training text
+    (`Question: ...` / `Answer: ...`), written once; the filter counts go to `synth.json`."""
+    out = run_dir / "qa.jsonl"
+    if out.is_file():
+        return out
+    import json
+
+    from compoundai.lanes.prompt import shared_generator
+    from compoundai.lanes.rag.store import RagStore
+    from compoundai.synth import synthesize_qa, write_pairs
+    from compoundai_retrievers.embedders import make_embedder
+
+    qa = task.spec.finetune.qa
+    store = RagStore.for_documents(task, ctx, make_embedder(task.spec.models.embedder, ctx))
+    pairs, report = synthesize_qa(
+        store.index,
+        shared_generator(task, ctx),
+        per_chunk=qa.per_chunk,
+        k=qa.k,
+        max_chunks=qa.max_chunks,
+        seed=task.spec.finetune.seed,
+        progress=ctx.progress,
+    )
+    if not pairs:
+        raise RunTimeFailure(
+            f"no synthesised question/answer pair passed the filters ({report.contract()}): "
+            "use a stronger generator for the task, or finetune/pretrain+sft"
+        )
+    write_pairs(run_dir / "pairs.jsonl", pairs)
+    record = {**report.contract(), "seconds": report.seconds}
+    (run_dir / "synth.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
+    write_jsonl(out, [{"text": f"Question: {p.question}\nAnswer: {p.answer}"} for p in pairs])
+    return out
+
+
+def _grpo_rows(task: Task, rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """GRPO prompts: each train input with its reference (the gold output as text)."""
+    settings = task.spec.finetune.grpo
+    out = [{"prompt": r["prompt"], "reference": r["completion"]} for r in rows]
+    if settings.max_rows and len(out) > settings.max_rows:
+        out = (
+            RunContext(seed=task.spec.finetune.seed).rng("grpo-rows").sample(out, settings.max_rows)
+        )
+    return out
+
+
+def grpo_adapter(
+    task: Task, ctx: RunContext, sft_adapter: Path, rows: list[dict[str, str]], system: str
+) -> Path:
+    """GRPO on the SFT-merged model, rewarded by the task's metric against each train
+    row's reference; the adapter is served over that merged model."""
+    from compoundai_adapters.artifacts import merge_and_export
+    from compoundai_adapters.grpo import GRPOStageConfig, run_grpo
+
+    settings = task.spec.finetune.grpo
+    metrics = settings.metrics or [task.metrics[0]]
+    prompts = _grpo_rows(task, rows)
+    answer_len = answer_generation(task).max_new_tokens
+    key = _key(prompts, _weights_key(sft_adapter), settings.model_dump(), metrics, answer_len)
+    run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-grpo-{key}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    merged = run_dir / "sft-merged"
+    if not (merged / "config.json").is_file():
+        merge_and_export(sft_adapter, merged, ctx)
+    train_file = run_dir / "prompts.jsonl"
+    if not train_file.is_file():
+        write_jsonl(train_file, prompts)
+    if task.spec.output.type == "free_text":
+        system = f"{system}\n\n{contract_of(task).describe()}"
+    config = GRPOStageConfig(
+        model=str(merged),
+        output_dir=str(run_dir),
+        train_file=str(train_file),
+        system=system,
+        metrics=metrics,
+        group_size=settings.group_size,
+        prompts_per_step=settings.prompts_per_step,
+        temperature=settings.temperature,
+        kl_coef=settings.kl_coef,
+        max_answer_tokens=answer_len,
+        learning_rate=settings.learning_rate,
+        max_steps=settings.max_steps,
+        lora={"rank": task.spec.finetune.lora_rank, "alpha": 2 * task.spec.finetune.lora_rank},
+        seed=task.spec.finetune.seed,
+    )
+    adapter = _train_cached(run_dir, lambda resume: run_grpo(config, ctx, resume=resume), ctx)
+    stamp(adapter, fingerprint=f"grpo-{key}", serving_base=str(merged))
+    return adapter
