@@ -15,19 +15,7 @@ from typing import Any
 import click
 
 from compoundai.cli_common import _ctx, _errors_to_exit_codes
-from compoundai.context import RunContext
-from compoundai.generators.base import Generator
-
-
-def make_generator(model: str, base_url: str | None, ctx: RunContext) -> Generator:
-    """The local model, or `model` behind an OpenAI-compatible endpoint (a teacher)."""
-    if base_url:
-        from compoundai.generators.openai_backend import OpenAIGenerator
-
-        return OpenAIGenerator(model, base_url=base_url)
-    from compoundai.generators.local import LocalGenerator
-
-    return LocalGenerator(model, ctx=ctx)
+from compoundai.generators import make_generator
 
 
 @click.group("synth")

@@ -61,33 +61,29 @@ def retrieval_quality(task: Task, ctx: RunContext, embedder: Any, split: str = "
     `embedder`, for the `split` questions that name gold documents (`doc_id` and the like)."""
     from compoundai.lanes.rag.prompts import hit_id
     from compoundai.lanes.rag.store import RagStore
-    from compoundai_evaluators.metrics.retrieval import GOLD_KEYS, is_match
+    from compoundai_evaluators.metrics import MRR, Row, recall_at, value_of
+    from compoundai_evaluators.metrics.retrieval import gold_ids
 
-    def gold_of(meta: dict[str, Any]) -> list[str]:
-        key = next((k for k in GOLD_KEYS if k in meta), None)
-        value = meta.get(key) if key else None
-        values = value if isinstance(value, list | tuple) else [value]
-        return [str(v) for v in values if v not in (None, "")]
-
-    cases = [e for e in task.split(split) if gold_of(e.meta)]
+    golds = [(e, [g for g in gold_ids(Row(e.id, e.input, None, None, meta=e.meta)) if g])
+             for e in task.split(split)]  # fmt: skip
+    cases = [(e, gold) for e, gold in golds if gold]
     if not cases:
         raise UserInputError(
             f"no {split} questions name their gold documents, so retrieval cannot be measured",
             hint=f"give the {split} rows a doc_id (or relevant_ids) field",
         )
     store = RagStore.for_documents(task, ctx, embedder)
-    hits = store.dense([e.input for e in cases], 10)
-    recall = mrr = 0.0
-    for case, found in zip(cases, hits, strict=True):
-        gold = gold_of(case.meta)
-        ranked = [hit_id(h) for h in found]
-        recall += sum(any(is_match(r, str(g)) for r in ranked[:5]) for g in gold) / len(gold)
-        rank = next(
-            (i for i, r in enumerate(ranked, 1) if any(is_match(r, str(g)) for g in gold)), 0
-        )
-        mrr += 1 / rank if rank else 0.0
-    n = len(cases)
-    return RetrievalQuality(recall_at_5=round(recall / n, 4), mrr=round(mrr / n, 4), questions=n)
+    hits = store.dense([e.input for e, _ in cases], 10)
+    rows = [
+        Row(e.id, e.input, None, None, meta={"relevant_ids": gold},
+            extra={"retrieved_ids": [hit_id(h) for h in found]})
+        for (e, gold), found in zip(cases, hits, strict=True)
+    ]  # fmt: skip
+    return RetrievalQuality(
+        recall_at_5=round(value_of(recall_at(5), rows), 4),
+        mrr=round(value_of(MRR, rows), 4),
+        questions=len(rows),
+    )
 
 
 def tune_embedder(

@@ -21,7 +21,20 @@ __all__ = [
     "LocalGenerator",
     "OpenAIGenerator",
     "Scorer",
+    "make_generator",
 ]
+
+
+def make_generator(model: str, base_url: str | None, ctx: Any) -> Generator:
+    """`model` behind an OpenAI-compatible endpoint at `base_url`, or, without one, the local
+    model (a store name, Hugging Face id or path) on `ctx`'s device."""
+    if base_url:
+        from compoundai.generators.openai_backend import OpenAIGenerator
+
+        return OpenAIGenerator(model, base_url=base_url)
+    from compoundai.generators.local import LocalGenerator
+
+    return LocalGenerator(model, ctx=ctx)
 
 
 def __getattr__(name: str) -> Any:

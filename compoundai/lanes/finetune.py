@@ -43,8 +43,11 @@ from compoundai.lanes.finetune_data import (
     _weights_key,
     distill_rows,
     grpo_adapter,
+    sample_rows,
+    stage_on_sft,
     stamp,
     synthesised_qa,
+    training_system,
 )
 from compoundai.lanes.prompt import answer_generation, contract_of
 from compoundai.provenance import file_sha256
@@ -93,11 +96,8 @@ class FinetuneLane:
             rows = [{"prompt": ex.input, "completion": format_output(ex.output)} for ex in train]
         else:
             rows = [{"prompt": p.prompt, "completion": p.chosen} for p in pairs]
-        limit = task.spec.finetune.max_train_rows
-        if limit and len(rows) > limit:
-            rng = RunContext(seed=task.spec.finetune.seed).rng("finetune-rows")
-            rows = rng.sample(rows, limit)
-        return rows
+        settings = task.spec.finetune
+        return sample_rows(rows, settings.max_train_rows, settings.seed, "finetune-rows")
 
     def build(self, task: Task, ctx: RunContext) -> CompoundSystem:
         require_local_generator(task, "finetune")
@@ -152,9 +152,7 @@ class FinetuneLane:
     def _sft(
         self, task: Task, ctx: RunContext, rows: list[dict[str, str]], base: str | None = None
     ) -> Path:
-        system = self.system_message(task)
-        if task.spec.output.type == "free_text":
-            system = f"{system}\n\n{contract_of(task).describe()}"
+        system = training_system(task, self.system_message(task))
         tag = f"{self.stages[0]}-sft" if base else self.stages[0]
         return train_sft_adapter(task, ctx, rows, system=system, tag=tag, base=base)
 
@@ -225,7 +223,6 @@ class FinetuneLane:
         return path
 
     def _dpo(self, task: Task, ctx: RunContext, sft_adapter: Path) -> Path:
-        from compoundai_adapters.artifacts import merge_and_export
         from compoundai_adapters.dpo import DPOConfig, run_dpo
 
         pairs = task.preferences.get("train") or []
@@ -236,17 +233,11 @@ class FinetuneLane:
             )
         settings = task.spec.finetune.dpo
         rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
-        if settings.max_rows and len(rows) > settings.max_rows:
-            rows = RunContext(seed=0).rng("dpo-rows").sample(rows, settings.max_rows)
+        rows = sample_rows(rows, settings.max_rows, 0, "dpo-rows")
         key = _key(rows, _weights_key(sft_adapter), settings.model_dump())
-        run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-dpo-{key}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        merged = run_dir / "sft-merged"
-        if not (merged / "config.json").is_file():
-            merge_and_export(sft_adapter, merged, ctx)
-        train_file = run_dir / "pairs.jsonl"
-        if not train_file.is_file():
-            write_jsonl(train_file, rows)
+        run_dir, merged, train_file = stage_on_sft(
+            task, ctx, "dpo", key, sft_adapter, "pairs.jsonl", rows
+        )
         config = DPOConfig(
             model=str(merged),
             output_dir=str(run_dir),

@@ -51,6 +51,41 @@ def _train_cached(run_dir: Path, train: Any, ctx: RunContext) -> Path:
     return adapter
 
 
+def sample_rows(rows: list[Any], limit: int | None, seed: int, tag: str) -> list[Any]:
+    """At most `limit` of `rows`, drawn with a seeded RNG named `tag` (all of them under it)."""
+    if not limit or len(rows) <= limit:
+        return rows
+    return RunContext(seed=seed).rng(tag).sample(rows, limit)
+
+
+def training_system(task: Task, system: str) -> str:
+    """The system message a stage trains under: `system`, plus the output contract for free
+    text (labels and JSON learn their contract from the answers)."""
+    if task.spec.output.type == "free_text":
+        return f"{system}\n\n{contract_of(task).describe()}"
+    return system
+
+
+def stage_on_sft(
+    task: Task, ctx: RunContext, stage: str, key: str, sft_adapter: Path, name: str, rows: list[Any]
+) -> tuple[Path, Path, Path]:
+    """A stage that trains over the SFT model (DPO, GRPO): its cache folder
+    `CACHE/adapters/<task>-<stage>-<key>/`, the SFT adapter merged into the base there
+    (`sft-merged`, the stage's reference and serving base) and its training rows written to
+    `name`, each made once."""
+    from compoundai_adapters.artifacts import merge_and_export
+
+    run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-{stage}-{key}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    merged = run_dir / "sft-merged"
+    if not (merged / "config.json").is_file():
+        merge_and_export(sft_adapter, merged, ctx)
+    train_file = run_dir / name
+    if not train_file.is_file():
+        write_jsonl(train_file, rows)
+    return run_dir, merged, train_file
+
+
 def distill_rows(
     task: Task, ctx: RunContext, rows: list[dict[str, str]]
 ) -> tuple[list[dict[str, str]], str]:
@@ -65,12 +100,7 @@ def distill_rows(
             hint="set finetune.distill.teacher_base_url (and teacher_model), or "
             "finetune.distill.teacher_lane (e.g. compound) in the task file",
         )
-    if settings.max_rows and len(rows) > settings.max_rows:
-        rows = (
-            RunContext(seed=task.spec.finetune.seed)
-            .rng("distill-rows")
-            .sample(rows, settings.max_rows)
-        )
+    rows = sample_rows(rows, settings.max_rows, task.spec.finetune.seed, "distill-rows")
     inputs = [r["prompt"] for r in rows]
     answer, name, identity = _teacher(task, ctx)
     cache = ctx.cache_dir / "distill" / f"{slug(task.name)}-{_key(identity, inputs)}.jsonl"
@@ -179,11 +209,7 @@ def _grpo_rows(task: Task, rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """GRPO prompts: each train input with its reference (the gold output as text)."""
     settings = task.spec.finetune.grpo
     out = [{"prompt": r["prompt"], "reference": r["completion"]} for r in rows]
-    if settings.max_rows and len(out) > settings.max_rows:
-        out = (
-            RunContext(seed=task.spec.finetune.seed).rng("grpo-rows").sample(out, settings.max_rows)
-        )
-    return out
+    return sample_rows(out, settings.max_rows, task.spec.finetune.seed, "grpo-rows")
 
 
 def grpo_adapter(
@@ -191,7 +217,6 @@ def grpo_adapter(
 ) -> Path:
     """GRPO on the SFT-merged model, rewarded by the task's metric against each train
     row's reference; the adapter is served over that merged model."""
-    from compoundai_adapters.artifacts import merge_and_export
     from compoundai_adapters.grpo import GRPOStageConfig, run_grpo
 
     settings = task.spec.finetune.grpo
@@ -199,21 +224,14 @@ def grpo_adapter(
     prompts = _grpo_rows(task, rows)
     answer_len = answer_generation(task).max_new_tokens
     key = _key(prompts, _weights_key(sft_adapter), settings.model_dump(), metrics, answer_len)
-    run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-grpo-{key}"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    merged = run_dir / "sft-merged"
-    if not (merged / "config.json").is_file():
-        merge_and_export(sft_adapter, merged, ctx)
-    train_file = run_dir / "prompts.jsonl"
-    if not train_file.is_file():
-        write_jsonl(train_file, prompts)
-    if task.spec.output.type == "free_text":
-        system = f"{system}\n\n{contract_of(task).describe()}"
+    run_dir, merged, train_file = stage_on_sft(
+        task, ctx, "grpo", key, sft_adapter, "prompts.jsonl", prompts
+    )
     config = GRPOStageConfig(
         model=str(merged),
         output_dir=str(run_dir),
         train_file=str(train_file),
-        system=system,
+        system=training_system(task, system),
         metrics=metrics,
         group_size=settings.group_size,
         prompts_per_step=settings.prompts_per_step,

@@ -23,21 +23,14 @@ def shared_generator(task: Task, ctx: RunContext) -> Generator:
     injected = ctx.clients.get("generator")
     if injected is not None:
         return injected
+    from compoundai.generators import make_generator
+
     models = task.spec.models
-    if models.openai_base_url:
-        from compoundai.generators.openai_backend import OpenAIGenerator
-
-        url = models.openai_base_url
-        return ctx.shared(
-            ("generator", "openai", models.generator, url),
-            lambda: OpenAIGenerator(models.generator, base_url=url),
-        )
-    from compoundai.generators.local import LocalGenerator
-
-    return ctx.shared(
-        ("generator", "local", models.generator),
-        lambda: LocalGenerator(models.generator, ctx=ctx),
-    )
+    url = models.openai_base_url
+    key = ("generator", "openai", models.generator, url) if url else (
+        "generator", "local", models.generator
+    )  # fmt: skip
+    return ctx.shared(key, lambda: make_generator(models.generator, url, ctx))
 
 
 def answer_tokens(task: Task) -> int:
