@@ -1,4 +1,4 @@
-"""`compoundai train {pretrain,sft,dpo,reward,grpo} CONFIG.yaml [--resume]`: thin stage commands.
+"""`compoundai train {pretrain,sft,dpo,reward,rloo,grpo} CONFIG.yaml [--resume]`: stage commands.
 
 The same command runs unchanged under `accelerate launch` (multi-process / multi-GPU): the
 training loop reads the process rank and world size that accelerate sets.
@@ -19,7 +19,7 @@ from compoundai.tracking import Tracking, tracking_options
 
 @click.group()
 def train() -> None:
-    """Train an adapter: continued pretraining, SFT, DPO, a reward model or GRPO (LoRA)."""
+    """Train an adapter: continued pretraining, SFT, DPO, a reward model, RLOO or GRPO (LoRA)."""
 
 
 def _stage_command(stage: str, doc: str) -> click.Command:
@@ -50,6 +50,9 @@ def _stage_command(stage: str, doc: str) -> click.Command:
         elif stage == "grpo":
             from compoundai_adapters.grpo import GRPOStageConfig as Config  # type: ignore[assignment]
             from compoundai_adapters.grpo import run_grpo as run  # type: ignore[assignment]
+        elif stage == "rloo":
+            from compoundai_adapters.rloo import RLOOStageConfig as Config  # type: ignore[assignment]
+            from compoundai_adapters.rloo import run_rloo as run  # type: ignore[assignment]
         elif stage == "dpo":
             from compoundai_adapters.dpo import DPOConfig as Config  # type: ignore[assignment]
             from compoundai_adapters.dpo import run_dpo as run  # type: ignore[assignment]
@@ -108,7 +111,14 @@ train.add_command(
         "log-likelihood baselines.",
     )
 )
-
+train.add_command(
+    _stage_command(
+        "rloo",
+        "RLHF: the policy tuned against a reward model from `train reward` (TRL's RLOOTrainer, "
+        "LoRA; TRL 1.x has no PPO), a KL penalty to the reference, and the reward-hacking "
+        "guard on a metric logged but not trained on.",
+    )
+)
 train.add_command(
     _stage_command(
         "grpo",

@@ -90,7 +90,7 @@ class Decision(BaseModel):
         return self.ranked[0].lane
 
 
-STAGE_ORDER = ("rag", "pretrain", "qa", "sft", "dpo", "grpo")
+STAGE_ORDER = ("rag", "pretrain", "qa", "sft", "dpo", "rlhf", "grpo")
 # Knowledge that changes this often belongs in an index; see `knowledge_in_weights`.
 FRESH = ("daily", "realtime")
 WEIGHT_KNOWLEDGE = ("pretrain", "qa", "distill")

@@ -235,6 +235,27 @@ class GRPOSettings(Strict):
     max_rows: int | None = Field(200, gt=0, description="Train prompts it samples from.")
 
 
+class RLHFSettings(Strict):
+    """The finetune/sft+rlhf variant (opt in with `enabled`, for tasks with preference pairs):
+    a reward model trained on the train pairs (TRL's `RewardTrainer`, LoRA + score head on the
+    generator), then the SFT model tuned against it with RLOO (TRL's `RLOOTrainer`; TRL 1.x has
+    no PPO) with a KL penalty to the SFT model. `heldout_metrics` against each pair's chosen
+    answer are logged, not trained on: the reward-hacking guard's signal."""
+
+    enabled: bool = False
+    reward_steps: int = Field(40, gt=0, description="Reward-model steps.")
+    reward_learning_rate: float = Field(3e-4, gt=0)
+    pairs_per_step: int = Field(4, gt=0)
+    max_steps: int = Field(20, gt=0, description="RLOO steps.")
+    group_size: int = Field(4, ge=2, description="Answers sampled per prompt.")
+    prompts_per_step: int = Field(2, gt=0)
+    learning_rate: float = Field(1e-5, gt=0)
+    kl_coef: float = Field(0.05, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    heldout_metrics: list[str] = Field(default_factory=lambda: ["f1"])
+    max_rows: int | None = Field(200, gt=0, description="Train pairs it samples from.")
+
+
 class FinetuneSettings(Strict):
     """How the finetune lane trains its LoRA adapter (defaults measured on banking77)."""
 
@@ -255,6 +276,7 @@ class FinetuneSettings(Strict):
     qa: QASettings = Field(default_factory=QASettings)
     distill: DistillSettings = Field(default_factory=DistillSettings)
     grpo: GRPOSettings = Field(default_factory=GRPOSettings)
+    rlhf: RLHFSettings = Field(default_factory=RLHFSettings)
 
 
 class CompoundSettings(Strict):

@@ -82,7 +82,8 @@ def load_config(path: str | Path, model: type[Any]) -> Any:
     path = Path(path)
     config = load_yaml_model(path, model, what="config")
     base = path.parent
-    for name in ("output_dir", "train_file", "eval_file", "test_file", "forgetting_texts"):
+    paths = ("output_dir", "train_file", "eval_file", "test_file", "forgetting_texts")
+    for name in (*paths, "reward_model"):
         value = getattr(config, name, None)
         if isinstance(value, str) and not Path(value).is_absolute():
             setattr(config, name, str(base / value))

@@ -52,7 +52,12 @@ from compoundai_adapters.common import (
 )
 from compoundai_adapters.guard import GuardSettings, RewardHackingGuard
 from compoundai_adapters.reward_eval import evaluate_rewards, longer_answer_scores
-from compoundai_adapters.trl_runs import fingerprint_callback, plan_trainer_run, trainer_fingerprint
+from compoundai_adapters.trl_runs import (
+    fingerprint_callback,
+    plan_trainer_run,
+    trainer_args,
+    trainer_fingerprint,
+)
 
 
 class RewardModelConfig(TrainSettings):
@@ -96,13 +101,10 @@ def tokenize_pairs(
     """Prompt (chat template) + answer + EOS for each side, as the DPO stage builds them."""
     out: list[PairIds] = []
     problems: list[Problem] = []
-    eos = tokenizer.eos_token or ""
     for n, row in enumerate(rows):
-        chat = [{"role": "user", "content": str(row[config.prompt_field])}]
-        p_ids = tokenizer(render_chat(tokenizer, chat, open_answer=True), add_special_tokens=False)
-        prompt = list(p_ids["input_ids"])
+        prompt = prompt_ids(tokenizer, str(row[config.prompt_field]))
         sides = [
-            prompt + tokenizer(str(row[f]) + eos, add_special_tokens=False)["input_ids"]
+            prompt + answer_ids(tokenizer, str(row[f]))
             for f in (config.chosen_field, config.rejected_field)
         ]
         if pair_too_long(max(len(s) for s in sides), config, problems, source, n + 1):
@@ -111,6 +113,18 @@ def tokenize_pairs(
     if problems:
         raise UserInputError(problems[:50])
     return out
+
+
+def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
+    """The user turn through the chat template, open for the answer: what a reward scores."""
+    text = render_chat(tokenizer, [{"role": "user", "content": prompt}], open_answer=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def answer_ids(tokenizer: Any, answer: str) -> list[int]:
+    """The answer and EOS after it (the reward head reads the sequence's last tokens)."""
+    text = answer + (tokenizer.eos_token or "")
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
 def held_out_rows(
@@ -156,27 +170,35 @@ def load_reward_base(config: TrainSettings, ctx: RunContext) -> tuple[Any, Any, 
 
 def score_pairs(
     model: Any, tokenizer: Any, pairs: list[PairIds], batch: int = 8, bf16: bool = False
-) -> Any:
+) -> tuple[list[float], list[float]]:
     """Rewards `(chosen, rejected)` as two lists, one per pair, in eval mode."""
-    import torch
-    from trl.trainer.reward_trainer import DataCollatorForPreference
-
-    collate = DataCollatorForPreference(pad_token_id=tokenizer.pad_token_id)
-    device = next(model.parameters()).device
     chosen: list[float] = []
     rejected: list[float] = []
+    for i in range(0, len(pairs), batch):
+        part = pairs[i : i + batch]
+        seqs = [p.chosen for p in part] + [p.rejected for p in part]
+        r = score_sequences(model, tokenizer, seqs, bf16)
+        chosen, rejected = chosen + r[: len(part)], rejected + r[len(part) :]
+    return chosen, rejected
+
+
+def score_sequences(
+    model: Any, tokenizer: Any, seqs: list[list[int]], bf16: bool = False
+) -> list[float]:
+    """The reward of each token sequence, in one right-padded batch, in eval mode."""
+    import torch
+
+    device = next(model.parameters()).device
+    width = max(len(s) for s in seqs)
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs], device=device)
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=device)
     was_training = model.training
     model.eval()
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
-        for i in range(0, len(pairs), batch):
-            part = pairs[i : i + batch]
-            inputs = collate([{"chosen_ids": p.chosen, "rejected_ids": p.rejected} for p in part])
-            out = model(**{k: v.to(device) for k, v in inputs.items()}, use_cache=False)
-            r = out.logits.squeeze(-1).float().tolist()
-            chosen += r[: len(part)]
-            rejected += r[len(part) :]
+        out = model(input_ids=ids, attention_mask=mask, use_cache=False)
     model.train(was_training)
-    return chosen, rejected
+    return [float(x) for x in out.logits.squeeze(-1).float().tolist()]
 
 
 def loglik_margins(path: str, pairs: list[PairIds], bf16: bool = False) -> list[float]:
@@ -243,33 +265,16 @@ def run_reward(
     plan = plan_trainer_run(run_dir, fingerprint, resume)
     device = ctx.resolve_device()
     bf16 = use_bf16(config, device)
-    schedule = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
-    args = RewardConfig(
-        output_dir=str(plan.output_dir),
-        max_steps=config.max_steps or -1,
-        num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.pairs_per_step,
-        per_device_eval_batch_size=config.pairs_per_step,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=schedule[config.schedule],
-        warmup_steps=config.warmup_ratio,
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        activation_checkpointing=False,  # 135M fits; recomputation costs ~30% on this CPU
+    common = trainer_args(
+        config,
+        plan,
+        batch=config.pairs_per_step,
         bf16=bf16,
-        use_cpu=device == "cpu",
-        seed=config.seed,
-        data_seed=config.seed,
-        logging_steps=1,
-        save_steps=config.save_every,
-        save_total_limit=config.keep_checkpoints,
-        eval_strategy="steps" if config.eval_every else "no",
-        eval_steps=config.eval_every,
-        report_to=[],
-        disable_tqdm=not ctx.progress,
-        max_length=None,  # long pairs were handled by on_long_rows
-        dataloader_num_workers=0,
+        device=device,
+        progress=ctx.progress,
+        eval_every=config.eval_every,
     )
+    args = RewardConfig(**common, max_length=None)  # long pairs were handled by on_long_rows
     guard = None
     extra_callbacks = [fingerprint_callback(fingerprint, plan.output_dir)]
     if config.guard is not None and config.eval_every:

@@ -106,3 +106,46 @@ def fingerprint_callback(fingerprint: RunFingerprint, output_dir: Path) -> Any:
             return control
 
     return StampCheckpoints()
+
+
+SCHEDULES = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}
+
+
+def trainer_args(
+    settings: TrainSettings,
+    plan: TrainerRun,
+    *,
+    batch: int,
+    bf16: bool,
+    device: str,
+    progress: bool,
+    eval_every: int | None,
+) -> dict[str, Any]:
+    """The `TrainingArguments` every TRL stage here sets the same way: the run's checkpoint
+    folder, steps or epochs, the optimiser schedule, precision and device, a log every step,
+    and the checkpoint cadence. A stage adds its own fields and builds its TRL config."""
+    return dict(
+        output_dir=str(plan.output_dir),
+        max_steps=settings.max_steps or -1,
+        num_train_epochs=settings.epochs,
+        per_device_train_batch_size=batch,
+        per_device_eval_batch_size=batch,
+        learning_rate=settings.learning_rate,
+        lr_scheduler_type=SCHEDULES[settings.schedule],
+        warmup_steps=settings.warmup_ratio,
+        weight_decay=settings.weight_decay,
+        max_grad_norm=settings.max_grad_norm,
+        activation_checkpointing=False,  # 135M fits; recomputation costs ~30% on this CPU
+        bf16=bf16,
+        use_cpu=device == "cpu",
+        seed=settings.seed,
+        data_seed=settings.seed,
+        logging_steps=1,
+        save_steps=settings.save_every,
+        save_total_limit=settings.keep_checkpoints,
+        eval_strategy="steps" if eval_every else "no",
+        eval_steps=eval_every,
+        report_to=[],
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )

@@ -50,7 +50,8 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
     With the task given, `finetune` adds an SFT-then-DPO variant when it has preference pairs,
     and a pretrain-then-SFT variant (continued pretraining on the documents) when it has
     documents, with (free-text tasks) its QA-pairs twin `finetune/qa+sft`, and
-    `finetune/sft+grpo` when `finetune.grpo.enabled`, `finetune/distill` when
+    `finetune/sft+grpo` when `finetune.grpo.enabled`, `finetune/sft+rlhf` when
+    `finetune.rlhf.enabled` and it has preference pairs, `finetune/distill` when
     `finetune.distill` names a teacher.
     """
     unknown = [n for n in names if n not in LANES]
@@ -74,6 +75,12 @@ def lanes_for(names: list[str], task: Task | None = None) -> list[Lane]:
                     lanes.append(FinetuneLane(("qa", "sft")))
             if task is not None and task.spec.finetune.grpo.enabled:
                 lanes.append(FinetuneLane(("sft", "grpo")))
+            if (
+                task is not None
+                and task.spec.finetune.rlhf.enabled
+                and task.preferences.get("train")
+            ):
+                lanes.append(FinetuneLane(("sft", "rlhf")))
             if task is not None and task.spec.finetune.distill.configured:
                 lanes.append(FinetuneLane(("distill",)))
         elif name == "rag":

@@ -43,6 +43,7 @@ from compoundai.lanes.finetune_data import (
     _weights_key,
     distill_rows,
     grpo_adapter,
+    rlhf_adapter,
     sample_rows,
     stage_on_sft,
     stamp,
@@ -60,13 +61,15 @@ class FinetuneLane:
     `("pretrain", "sft")` continued pretraining on its documents first, `("qa", "sft")` on
     question/answer pairs synthesised from them; `("distill",)` is SFT on a teacher's answers
     (`finetune.distill`) instead of the gold outputs; `("sft", "grpo")` adds GRPO rewarded by
-    the task's metric (`finetune.grpo`)."""
+    the task's metric (`finetune.grpo`), `("sft", "rlhf")` a reward model on the preference
+    pairs and RLOO against it (`finetune.rlhf`)."""
 
     family = "finetune"
     STAGES = (
         ("sft",),
         ("sft", "dpo"),
         ("sft", "grpo"),
+        ("sft", "rlhf"),
         ("pretrain", "sft"),
         ("qa", "sft"),
         ("distill",),
@@ -122,6 +125,9 @@ class FinetuneLane:
             first = adapter
             rows = rows or self.training_rows(task)
             adapter = grpo_adapter(task, ctx, adapter, rows, self.system_message(task))
+        if "rlhf" in self.stages:
+            first = adapter
+            adapter = rlhf_adapter(task, ctx, adapter, self.system_message(task))
         generator, info = adapter_generator(task, ctx, adapter)
         if first is not None:
             chain_stages(info, first)
@@ -170,7 +176,7 @@ class FinetuneLane:
         settings = task.spec.finetune
         stage = self.stages[0]
         docs = sorted(str(p) for p in task.documents)
-        exclude = {"dpo", "adapter", "max_train_rows", "distill", "grpo"}
+        exclude = {"dpo", "adapter", "max_train_rows", "distill", "grpo", "rlhf"}
         if stage == "pretrain":
             exclude.add("qa")
         key = _key(
@@ -311,7 +317,7 @@ def train_sft_adapter(
     settings = task.spec.finetune
     model = base or task.spec.models.generator
     # only the settings SFT uses: turning on another stage must not retrain the SFT adapter
-    later = {"dpo", "pretrain", "qa", "distill", "grpo"}
+    later = {"dpo", "pretrain", "qa", "distill", "grpo", "rlhf"}
     key = _key(rows, system, model, settings.model_dump(exclude=later))
     run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-{tag}-{key}"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,8 @@ adapter-cache helpers both share): `distill_rows`
 (a teacher's answers to the train inputs, for `finetune/distill`), `synthesised_qa`
 (question/answer pairs written about the documents' chunks, the first stage's text for
 `finetune/qa+sft`) and `grpo_adapter` (GRPO after SFT, rewarded by the task's metric against
-each train row's reference, for `finetune/sft+grpo`).
+each train row's reference, for `finetune/sft+grpo`) and `rlhf_adapter` (a reward model on the
+preference pairs, then RLOO against it, for `finetune/sft+rlhf`).
 """
 
 from __future__ import annotations
@@ -245,4 +246,80 @@ def grpo_adapter(
     )
     adapter = _train_cached(run_dir, lambda resume: run_grpo(config, ctx, resume=resume), ctx)
     stamp(adapter, fingerprint=f"grpo-{key}", serving_base=str(merged))
+    return adapter
+
+
+def rlhf_adapter(task: Task, ctx: RunContext, sft_adapter: Path, system: str) -> Path:
+    """RLHF after SFT: a reward model trained on the task's train pairs (held out: its dev
+    pairs, else a share of train), then RLOO on the SFT-merged model against it; the adapter
+    is served over that merged model."""
+    from compoundai_adapters.reward import RewardModelConfig, run_reward
+    from compoundai_adapters.rloo import RLOOStageConfig, run_rloo
+
+    pairs = task.preferences.get("train") or []
+    if not pairs:
+        raise UserInputError(
+            "the finetune/sft+rlhf lane needs preference pairs",
+            hint="add preferences.train (prompt, chosen, rejected) to the task file",
+        )
+    settings = task.spec.finetune.rlhf
+    seed = task.spec.finetune.seed
+    rows = [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    rows = sample_rows(rows, settings.max_rows, seed, "rlhf-rows")
+    dev = [
+        {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
+        for p in task.preferences.get("dev") or []
+    ]
+    lora = {"rank": task.spec.finetune.lora_rank, "alpha": 2 * task.spec.finetune.lora_rank}
+    generator = task.spec.models.generator
+    reward_keys = ["reward_steps", "reward_learning_rate", "pairs_per_step"]
+    rm_key = _key(rows, dev, generator, lora, settings.model_dump(include=set(reward_keys)), seed)
+    rm_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-reward-{rm_key}"
+    rm_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(rm_dir / "pairs.jsonl", rows)
+    if dev:
+        write_jsonl(rm_dir / "dev.jsonl", dev)
+    reward_config = RewardModelConfig(
+        model=generator,
+        output_dir=str(rm_dir),
+        train_file=str(rm_dir / "pairs.jsonl"),
+        eval_file=str(rm_dir / "dev.jsonl") if dev else None,
+        max_steps=settings.reward_steps,
+        learning_rate=settings.reward_learning_rate,
+        pairs_per_step=settings.pairs_per_step,
+        max_seq_len=task.spec.finetune.max_seq_len,
+        on_long_rows="skip",
+        lora=lora,
+        seed=seed,
+    )
+    reward = _train_cached(
+        rm_dir, lambda resume: run_reward(reward_config, ctx, resume=resume), ctx
+    )
+    answer_len = answer_generation(task).max_new_tokens
+    key = _key(
+        rows, _weights_key(sft_adapter), _weights_key(reward), settings.model_dump(), answer_len
+    )
+    run_dir, merged, train_file = stage_on_sft(
+        task, ctx, "rlhf", key, sft_adapter, "prompts.jsonl", rows
+    )
+    config = RLOOStageConfig(
+        model=str(merged),
+        output_dir=str(run_dir),
+        train_file=str(train_file),
+        reward_model=str(reward),
+        system=training_system(task, system),
+        heldout_metrics=settings.heldout_metrics,
+        group_size=settings.group_size,
+        prompts_per_step=settings.prompts_per_step,
+        temperature=settings.temperature,
+        kl_coef=settings.kl_coef,
+        max_answer_tokens=answer_len,
+        learning_rate=settings.learning_rate,
+        max_steps=settings.max_steps,
+        max_seq_len=task.spec.finetune.max_seq_len,
+        lora=lora,
+        seed=seed,
+    )
+    adapter = _train_cached(run_dir, lambda resume: run_rloo(config, ctx, resume=resume), ctx)
+    stamp(adapter, fingerprint=f"rlhf-{key}", serving_base=str(merged))
     return adapter

@@ -258,3 +258,33 @@ def test_sft_then_grpo_rewarded_by_the_tasks_metric(tmp_path, tiny_model_dir, sf
     assert len(prompts) == 6 and set(json.loads(prompts[0])) == {"prompt", "reference"}
     assert system.info.stages == ["sft", "grpo"]
     assert isinstance(system.invoke("how do I top up 5").output, str)
+
+
+def test_sft_then_rlhf_trains_a_reward_model_and_tunes_against_it(
+    tmp_path, tiny_model_dir, sft_rows, ctx
+):
+    pairs = [{"prompt": f"card {i}", "chosen": "card arrival", "rejected": "fox"} for i in range(8)]
+    write_jsonl(tmp_path / "pairs.jsonl", pairs)
+    path = make_task(
+        tmp_path, tiny_model_dir, sft_rows, preferences={"train": "pairs.jsonl"},
+        output={"type": "free_text", "max_answer_tokens": 8},
+        finetune={"epochs": 1, "tokens_per_batch": 128, "learning_rate": 5e-3,
+                  "rlhf": {"enabled": True, "reward_steps": 2, "max_steps": 2, "group_size": 2,
+                           "pairs_per_step": 2, "learning_rate": 1e-2}},
+    )  # fmt: skip
+    task = load_task(path)
+    assert "finetune/sft+rlhf" in [lane.name for lane in lanes_for(["finetune"], task)]
+    system = FinetuneLane(("sft", "rlhf")).build(task, ctx)
+    adapter = Path(system.info.adapter)
+    manifest = json.loads((adapter / "manifest.json").read_text())
+    assert manifest["stage"] == "rloo" and manifest["metrics"]["steps"] == 2
+    reward_dir = Path(manifest["config"]["reward_model"])
+    assert json.loads((reward_dir / "manifest.json").read_text())["stage"] == "reward"
+    assert Path(system.info.base_model).name == "sft-merged"
+    assert manifest["guard"]["heldout_name"].startswith("f1 of the sampled answers")
+    assert system.info.stages == ["sft", "rlhf"]
+    assert isinstance(system.invoke("card 3").output, str)
+    # enabling RLHF does not retrain the SFT adapter the plain lane uses
+    folders = set((ctx.cache_dir / "adapters").iterdir())
+    FinetuneLane(("sft",)).build(task, ctx)
+    assert set((ctx.cache_dir / "adapters").iterdir()) == folders
