@@ -76,5 +76,10 @@ class LaneNotBuiltError(UserInputError):
     """A lane that this version cannot build yet was asked for by name."""
 
 
+class LaneNotApplicableError(LaneNotBuiltError):
+    """A lane that does not apply to this task (rag with nothing to retrieve from): the
+    report says `not_applicable`, not `failed`."""
+
+
 class ModelNotFoundError(UserInputError):
     """A model name or path that is neither cached, bundled, local, nor reachable."""

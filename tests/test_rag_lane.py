@@ -324,6 +324,14 @@ def test_free_text_without_documents_names_the_fix(fake_ctx, tmp_path):
     with pytest.raises(UserInputError, match="needs documents") as err:
         lanes_for(["rag"], task)[0].build(task, fake_ctx)
     assert "documents:" in str(err.value)
+    # in a comparison the lane does not apply: the report says so instead of "failed"
+    from compoundai.lanes import build_lanes
+
+    _, failures = build_lanes(lanes_for(["rag", "compound"], task), task, fake_ctx)
+    assert [(f.name, f.status) for f in failures] == [
+        ("rag", "not_applicable"),
+        ("compound", "not_applicable"),
+    ]
 
 
 def test_label_task_without_training_examples_names_the_fix(fake_ctx, tmp_path):

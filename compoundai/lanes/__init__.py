@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from compoundai.context import RunContext
-from compoundai.errors import CompoundAIError, LaneNotBuiltError, UserInputError
+from compoundai.errors import (
+    CompoundAIError,
+    LaneNotApplicableError,
+    LaneNotBuiltError,
+    UserInputError,
+)
 from compoundai.lanes.compound import CompoundLane
 from compoundai.lanes.finetune import FinetuneLane
 from compoundai.lanes.prompt import PromptLane
@@ -40,7 +45,7 @@ class LaneFailure:
 
     name: str
     family: str
-    status: str  # "not_built" (this version cannot build it) or "failed"
+    status: str  # "not_applicable" (not for this task), "not_built" (not yet) or "failed"
     message: str
 
 
@@ -108,7 +113,11 @@ def build_lanes(
         try:
             system = lane.build(task, ctx)
         except CompoundAIError as exc:
-            status = "not_built" if isinstance(exc, LaneNotBuiltError) else "failed"
+            status = "failed"
+            if isinstance(exc, LaneNotApplicableError):
+                status = "not_applicable"
+            elif isinstance(exc, LaneNotBuiltError):
+                status = "not_built"
             failures.append(LaneFailure(lane.name, lane.family, status, str(exc).split("\n")[0]))
             continue
         system.info.build_seconds = round(time.perf_counter() - started, 2)

@@ -43,7 +43,7 @@ class Forgetting(Strict):
 class LaneResult(Strict):
     name: str
     family: str
-    status: str = "ok"  # ok | not_built | failed
+    status: str = "ok"  # ok | not_applicable | not_built | failed
     message: str = ""
     n_cases: int = 0
     metrics: dict[str, MetricValue] = Field(default_factory=dict)

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from compoundai.context import RunContext
 from compoundai.contract import BuildInfo
-from compoundai.errors import UserInputError
+from compoundai.errors import LaneNotApplicableError, UserInputError
 from compoundai.generators.base import GenerationConfig, Generator
 from compoundai.lanes.prompt import (
     answer_generation,
@@ -132,13 +132,13 @@ class RagLane:
         name = self.NAMES[mode]
         if mode in PASSAGE_MODES:
             if not task.documents:
-                raise UserInputError(
+                raise LaneNotApplicableError(
                     f"{name} needs documents to retrieve from, and the task has none",
                     hint="add `documents:` (files, folders or globs of the corpus) to the "
                     "task file, or compare other lanes (--lanes prompt,finetune)",
                 )
         elif not task.split("train"):
-            raise UserInputError(
+            raise LaneNotApplicableError(
                 f"{name} retrieves labelled training examples, and the task has none",
                 hint="add examples.train (a JSONL of inputs and outputs) to the task file",
             )
