@@ -317,7 +317,9 @@ def preferences_alone_do_not_pay(p: TaskProfile) -> list[Vote]:
             1.0,
             "n_preference_pairs",
             p.n_preference_pairs,
-            f"{p.n_preference_pairs} chosen/rejected pairs are what DPO learns from",
+            f"{p.n_preference_pairs} chosen/rejected pairs are what DPO learns from (and a "
+            "reward model for RLHF: `finetune.rlhf.enabled` adds the finetune/sft+rlhf lane to "
+            "measure it)",
             "dpo",
         ),
     ]
