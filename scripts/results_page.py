@@ -54,6 +54,11 @@ CLAIMS = [
           "squad_docs_qa", "f1", "family:rag", "finetune/pretrain+sft",
           "Ovadia et al.'s setting: the documents' text trained into the weights (LoRA, "
           "3 epochs), then the same SFT"),
+    Claim("QA pairs about the documents teach their facts better than the raw text "
+          "(Jiang et al. 2024)", "squad_docs_qa", "f1", "finetune/qa+sft", "finetune/pretrain+sft",
+          "the same LoRA stage on QA pairs the generator synthesised from the documents (kept "
+          "when the chunk holds the answer and retrieves for the question) instead of their text; "
+          "counts in the task's section"),
     Claim("Fine-tuning beats prompting for format: schema adherence", "snips_json",
           "schema_adherence", "finetune/sft", "family:prompt"),
     Claim("Fine-tuning beats prompting for format: slot F1", "snips_json", "slot_f1",
@@ -254,6 +259,18 @@ def task_notes(name: str, report: Report, folder: Path) -> list[str]:
             lines += [f"  - {lane}: {why}" for lane, why in v.below_baseline.items()]
         else:
             lines.append(f"- No lane is clearly below the non-LLM baseline {base}.")
+    for lane in report.lanes:
+        synth = (lane.info or {}).get("synth") if lane.status == "ok" else None
+        if synth:
+            lines.append(
+                f"- {lane.name} trained on {synth.get('kept', 0)} of {synth.get('generated', 0)} "
+                f"QA pairs the generator wrote about the {synth.get('chunks', 0)} chunks "
+                f"(acceptance {synth.get('acceptance_rate', 0):.1%}; rejected: "
+                f"{synth.get('unsupported', 0)} answers not in their chunk, "
+                f"{synth.get('not_retrieved', 0)} questions not retrieving it, "
+                f"{synth.get('duplicates', 0)} duplicates, {synth.get('unparsable', 0)} "
+                f"unparsable), written in {synth.get('seconds', 0):.0f} s."
+            )
     if v is not None:
         for gate in v.release:
             lines.append(
@@ -303,8 +320,11 @@ def main() -> None:
             f"`scripts/reproduce.sh {' '.join(missing)}` adds them).",
             "",
         ]
+    changes = args.out.parent / "results" / "changes.md"  # hand-written: what moved and why
     for name, report in reports.items():
         lines += table_rows(name, report)
+    if changes.is_file():
+        lines += ["", *changes.read_text(encoding="utf-8").rstrip().splitlines()]
     lines += ["", "## Per task", ""]
     for folder in found:
         lines += task_notes(folder.name, reports[folder.name], folder)
