@@ -71,8 +71,15 @@ def _stage_command(stage: str, doc: str) -> click.Command:
         click.echo(
             f"steps {m.steps}, tokens {m.tokens}, {m.train_seconds} s, "
             f"{m.tokens_per_s} tokens/s, MFU {m.mfu:.1%}, "
-            f"loss {m.first_loss} -> {m.final_loss or float('nan'):.4f}"
+            f"loss {m.first_loss} -> {_loss(m.final_loss)}"
         )
+        g = manifest.guard
+        if manifest.stage in ("grpo", "rloo") and g is not None and g.reward:
+            # their policy-gradient loss is ~0 at the sampling policy: the curves are what moved
+            held = f", held-out {_span(g.heldout)}" if g.heldout else ""
+            kls = [v for v in g.kl if v is not None]
+            kl = f", KL max {max(kls):.4g}" if kls else ""
+            click.echo(f"reward {_span(g.reward)}{kl}{held} (first -> last logged step)")
         if m.forgetting is not None:
             f = m.forgetting
             click.echo(
@@ -186,6 +193,16 @@ def train_embedder(
         err=True,
     )
     click.echo(manifest.model_dump_json())
+
+
+def _loss(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _span(curve: list[float | None]) -> str:
+    """First -> last logged value of a guard curve (steps without one left out)."""
+    points = [v for v in curve if v is not None]
+    return f"{points[0]:.3f} -> {points[-1]:.3f}" if points else "n/a"
 
 
 def _echo_reward(manifest: Any) -> None:

@@ -69,6 +69,7 @@ NOT_IN_FINGERPRINT = {
     "forgetting_tokens",
     # what is measured alongside training, not what the steps compute
     "eval_every",
+    "eval_limit",
     "guard",
     "guard_metric",
     "margin_buckets",

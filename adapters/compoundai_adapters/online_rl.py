@@ -37,6 +37,7 @@ from compoundai_adapters.common import (
 from compoundai_adapters.guard import GuardSettings, RewardHackingGuard
 from compoundai_adapters.trl_runs import (
     fingerprint_callback,
+    logged_tokens,
     plan_trainer_run,
     trainer_args,
     trainer_fingerprint,
@@ -58,6 +59,9 @@ class OnlineRLSettings(TrainSettings):
     learning_rate: float = Field(1e-5, gt=0)
     limit: int | None = Field(None, gt=0)
     eval_every: int | None = Field(None, gt=0)
+    eval_limit: int | None = Field(
+        None, gt=0, description="First N held-out prompts (each evaluation samples group_size)."
+    )
     guard: GuardSettings | None = Field(default_factory=GuardSettings)
 
 
@@ -117,6 +121,7 @@ def run_online_rl(
     if not train_rows:
         raise UserInputError(f"{config.train_file}: no prompts to train on")
     eval_rows = prompt_rows(config, config.eval_file, columns) if config.eval_file else []
+    eval_rows = eval_rows[: config.eval_limit]
     device = ctx.resolve_device()
     bf16 = use_bf16(config, device)
     model, tokenizer = load_model(config.model_copy(update={"lora": None}), ctx, device)
@@ -180,12 +185,14 @@ def run_online_rl(
     step_times = [round(float(h["step_time"]), 3) for h in history if "step_time" in h]
     total, trainable = count_params(trained)
     resumed = int(plan.resume_from.name.split("-")[-1]) if plan.resume_from else None
+    tokens, tokens_this_run = logged_tokens(history, resumed)
     metrics = TrainMetrics(
         final_loss=losses[-1] if losses else None,
         first_loss=losses[0] if losses else None,
         steps=int(trainer.state.global_step),
-        tokens=max([int(float(h.get("num_tokens", 0))) for h in history] or [0]),
+        tokens=tokens,  # prompt and sampled tokens, as TRL counts them
         train_seconds=round(seconds, 1),
+        tokens_per_s=round(tokens_this_run / seconds, 1) if seconds else 0.0,
         resumed_from_step=resumed,
     )
     data = {config.train_file: file_sha256(config.train_file)}

@@ -54,6 +54,7 @@ from compoundai_adapters.guard import GuardSettings, RewardHackingGuard
 from compoundai_adapters.reward_eval import evaluate_rewards, longer_answer_scores
 from compoundai_adapters.trl_runs import (
     fingerprint_callback,
+    logged_tokens,
     plan_trainer_run,
     trainer_args,
     trainer_fingerprint,
@@ -347,16 +348,10 @@ def run_reward(
     evaluation.curve_accuracy = [round(a, 4) for _, a in curve]
     losses = [round(float(h["loss"]), 5) for h in history if "loss" in h]
 
-    def tokens_until(step: float) -> int:
-        return max(
-            [int(float(h.get("num_tokens", 0))) for h in history if h["step"] <= step] or [0]
-        )
-
-    tokens = tokens_until(float("inf"))
     resumed = None
     if plan.resume_from is not None:
         resumed = int(plan.resume_from.name.split("-")[-1])
-    tokens_this_run = tokens - tokens_until(resumed or 0)
+    tokens, tokens_this_run = logged_tokens(history, resumed)
     total, trainable = count_params(trained)
     tail = losses[-10:]
     metrics = TrainMetrics(

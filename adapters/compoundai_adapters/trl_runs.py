@@ -149,3 +149,15 @@ def trainer_args(
         disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
+
+
+def logged_tokens(history: list[dict[str, Any]], resumed_from: int | None) -> tuple[int, int]:
+    """Tokens a Trainer run has seen in all (its `num_tokens` log) and in this sitting (after
+    the checkpoint it resumed from), for the manifest's tokens and tokens/s."""
+
+    def until(step: float) -> int:
+        seen = [int(float(h.get("num_tokens", 0))) for h in history if h.get("step", 0) <= step]
+        return max(seen or [0])
+
+    total = until(float("inf"))
+    return total, total - until(resumed_from or 0)

@@ -90,8 +90,11 @@ def test_the_shipped_grpo_config_loads():
     root = Path(__file__).resolve().parents[2]
     config = load_config(root / "examples/gsm8k_grpo/grpo.yaml", GRPOStageConfig)
     assert config.metrics == ["final_answer"] and config.group_size == 4
+    assert config.eval_limit == 16  # each evaluation samples group_size answers per question
     for path in (config.train_file, config.eval_file):
         assert path and Path(path).is_file(), path
+    # the guard's held-out reward reads dev: test is for final reports, never for deciding
+    assert Path(config.eval_file).name == "dev.jsonl"
     assert metric_reward(config.metrics)(
         prompts=["q"], completions=["... #### 72"], reference=["48+24 = 72\n#### 72"]
     ) == [1.0]
