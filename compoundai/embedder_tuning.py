@@ -145,25 +145,30 @@ def _pairs(
     from compoundai.synth import synthesize_qa
 
     store = RagStore.for_documents(task, ctx, base)
-    texts = {rid: str(row.get("document") or "") for rid, row in store.index.iter_records(
-        include=("documents",)
-    )}  # fmt: skip
+    records = dict(store.index.iter_records(include=("documents", "metadatas")))
+    texts = {rid: str(row.get("document") or "") for rid, row in records.items()}
+    by_doc: dict[str, list[str]] = {}
+    for rid, row in records.items():
+        by_doc.setdefault(str(row.get("doc_id") or ""), []).append(rid)
     synth: dict[str, float] = {}
     if pairs_file is not None:
         problems: list[Problem] = []
-        rows = [(n, r) for n, r in iter_jsonl(pairs_file, problems)]
-        for n, r in rows:
-            if r.get("chunk_id") not in texts or not r.get("question"):
+        pairs = []
+        for n, r in iter_jsonl(pairs_file, problems):
+            chunk = _pair_chunk(r, records, by_doc)
+            if chunk is None or not r.get("question"):
                 problems.append(
                     Problem(
-                        "needs a question and a chunk_id of this task's index",
+                        "needs a question and a chunk_id of this task's index (or a doc_id and "
+                        "an answer found in exactly one of that document's chunks)",
                         file=str(pairs_file),
                         line=n,
                     )
                 )
+                continue
+            pairs.append((str(r["question"]), texts[chunk]))
         if problems:
             raise UserInputError(problems, hint="write the file with `compoundai synth qa`")
-        pairs = [(str(r["question"]), texts[str(r["chunk_id"])]) for _, r in rows]
     else:
         kept, report = synthesize_qa(
             store.index, shared_generator(task, ctx), max_chunks=max_chunks, progress=ctx.progress
@@ -180,6 +185,31 @@ def _pairs(
             hint="synthesise more (--max-chunks) or bring a larger --pairs file",
         )
     return [q for q, _ in pairs], [c for _, c in pairs], synth
+
+
+def _pair_chunk(
+    row: dict[str, Any], records: dict[str, dict[str, Any]], by_doc: dict[str, list[str]]
+) -> str | None:
+    """The index chunk a pair's question is about: its `chunk_id`. Chunk ids include the
+    documents' absolute paths, so a pairs file written in another checkout names other ids:
+    then the chunk of its `doc_id` whose id, derived again with the pair's `source`, is the
+    pair's, else the one chunk of that document that holds the answer."""
+    from compoundai_retrievers.chunking import chunk_id
+
+    chunk = str(row.get("chunk_id") or "")
+    if chunk in records:
+        return chunk
+    doc_id = str(row.get("doc_id") or "")
+    candidates = by_doc.get(doc_id, []) if doc_id else []
+    source = str(row.get("source") or "")
+    for rid in candidates:
+        digest = str(records[rid].get("content_hash") or "")
+        if any(chunk_id(source, doc_id, digest, n) == chunk for n in range(4)):
+            return rid
+    answer = str(row.get("answer") or "").strip().lower()
+    if len(candidates) > 1 and answer:
+        candidates = [c for c in candidates if answer in str(records[c]["document"]).lower()]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _train(

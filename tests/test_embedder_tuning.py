@@ -65,6 +65,51 @@ def test_only_a_tuned_embedder_that_measured_better_is_used(tmp_path):
     assert effective_embedder(str(folder)) == (str(folder), None)
 
 
+def test_a_pairs_file_from_another_checkout_is_matched_by_doc_and_answer(tmp_path, fake_ctx):
+    """Chunk ids include the documents' absolute path, so pairs synthesised in another
+    checkout name ids this index does not have: the pair's doc_id and answer find the chunk;
+    a pair matching nothing is a file:line error."""
+    from compoundai.embedder_tuning import _pairs
+
+    task = load_task(write_task(tmp_path, "hash:64"))
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {"question": "Who swore fealty?", "answer": "Rollo", "chunk_id": "0" * 32,
+         "doc_id": "normans"},
+        {"question": "What do bees do?", "answer": "dance", "chunk_id": "1" * 32,
+         "doc_id": "bees"},
+    ]  # fmt: skip
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = fake_ctx.clients["embedder"]
+    questions, chunks, _ = _pairs(task, fake_ctx, base, pairs, None)
+    assert questions == ["Who swore fealty?", "What do bees do?"]
+    assert chunks == [TOPICS["normans"], TOPICS["bees"]]
+    rows[1]["doc_id"] = "no-such-doc"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserInputError, match=r"pairs.jsonl:2"):
+        _pairs(task, fake_ctx, base, pairs, None)
+
+
+def test_a_moved_pair_finds_its_own_chunk_among_overlapping_ones():
+    """Two overlapping chunks both hold the answer: the id derived again from the pair's
+    source picks the one the pair was written from."""
+    from compoundai.embedder_tuning import _pair_chunk
+    from compoundai_retrievers.chunking import chunk_id, content_hash
+
+    texts = ["Rollo led the Normans. He swore", "He swore fealty; Rollo was their leader."]
+    records = {
+        f"new{i}": {"doc_id": "d", "content_hash": content_hash(t), "document": t}
+        for i, t in enumerate(texts)
+    }
+    by_doc = {"d": ["new0", "new1"]}
+    moved = chunk_id("/elsewhere/docs.jsonl", "d", content_hash(texts[1]), 0)
+    row = {"chunk_id": moved, "doc_id": "d", "source": "/elsewhere/docs.jsonl", "answer": "Rollo"}
+    assert _pair_chunk(row, records, by_doc) == "new1"
+    # without its source the answer is in both chunks: ambiguous, so no match
+    assert _pair_chunk({**row, "source": ""}, records, by_doc) is None
+    assert _pair_chunk({**row, "chunk_id": "new0"}, records, by_doc) == "new0"
+
+
 def test_a_non_sentence_transformers_embedder_is_refused(tmp_path, fake_ctx):
     from compoundai.embedder_tuning import tune_embedder
 
