@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate the results page: every example, every lane, on its test split.
 #   scripts/reproduce.sh                 full sizes (the task files' evaluation.limit), every lane
-#   scripts/reproduce.sh EXAMPLE...      only those examples (the page keeps the others' last run)
+#   scripts/reproduce.sh EXAMPLE...      only those examples (the page keeps the others' last run);
+#                                        also the experiments (snips_json_grpo: sft vs sft+grpo)
 #   scripts/reproduce.sh --quick         4 cases per example, cheap lanes that need no training
 #                                        (the CI smoke test: tests/test_reproduce.py)
 # Reports land in $OUT (default out/results). A full run also records each example's report,
@@ -13,6 +14,8 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-out/results}
 COMPOUNDAI=${COMPOUNDAI:-compoundai}
 ALL=(squad_docs_qa banking77 snips_json hh_preferences)
+# experiments: named on the command line only (not in a bare run, not in --quick)
+EXPERIMENTS=(snips_json_grpo)
 quick=0
 EXAMPLES=()
 for arg in "$@"; do
@@ -21,7 +24,7 @@ for arg in "$@"; do
     -h|--help) sed -n 2,10p "$0"; exit 0 ;;
     *)
       if [ ! -f "examples/$arg/task.yaml" ]; then
-        echo "unknown example '$arg': choose from ${ALL[*]}" >&2
+        echo "unknown example '$arg': choose from ${ALL[*]} ${EXPERIMENTS[*]}" >&2
         exit 2
       fi
       EXAMPLES+=("$arg") ;;
@@ -48,7 +51,12 @@ for ex in "${EXAMPLES[@]}"; do
     esac
     $COMPOUNDAI --no-progress run "examples/$ex/task.yaml" -o "$OUT/$ex" --limit 4 --lanes "$lanes"
   else
-    $COMPOUNDAI run "examples/$ex/task.yaml" -o "$OUT/$ex"
+    case $ex in
+      # sft vs sft+grpo at the task's own settings, on the same test cases
+      snips_json_grpo) extra=(--rules-only --lanes finetune) ;;
+      *) extra=() ;;
+    esac
+    $COMPOUNDAI run "examples/$ex/task.yaml" -o "$OUT/$ex" "${extra[@]}"
   fi
   # wall time of this example's run (cached answers and adapters make a re-run shorter)
   echo "$((SECONDS - start))" > "$OUT/$ex/wall_seconds"

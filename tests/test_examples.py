@@ -39,9 +39,26 @@ def task_file(name: str) -> Path:
     return EXAMPLES / name / "task.yaml"
 
 
+# experiment -> the example whose data it reuses (scripts/reproduce.sh runs it by name)
+EXPERIMENTS = {"snips_json_grpo": "snips_json"}
+
+
 def test_every_example_is_listed():
     found = {p.parent.name for p in EXAMPLES.glob("*/task.yaml")}
-    assert found == set(EXPECTED)
+    assert found == set(EXPECTED) | set(EXPERIMENTS)
+
+
+def test_the_grpo_experiment_is_snips_with_grpo_after_sft():
+    from compoundai.lanes import lanes_for
+
+    task = load_task(task_file("snips_json_grpo"))
+    base = load_task(task_file("snips_json"))
+    for split in ("train", "dev", "test"):
+        assert [e.id for e in task.split(split)] == [e.id for e in base.split(split)]
+    assert task.metrics == base.metrics and task.spec.instructions == base.spec.instructions
+    assert task.spec.finetune.grpo.enabled and not base.spec.finetune.grpo.enabled
+    names = [lane.name for lane in lanes_for(["finetune"], task)]
+    assert names == ["finetune/sft", "finetune/sft+grpo"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
