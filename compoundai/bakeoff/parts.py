@@ -106,7 +106,12 @@ def infeasible(lane: Lane, task: Task) -> str | None:
     family = lane.family
     if family in ("finetune", "compound") and spec.models.openai_base_url:
         return "it trains a local model and the task's generator is a server"
-    if family == "compound" and not train:
+    # (a free-text task with documents trains compound on QA pairs synthesised from them)
+    if (
+        family == "compound"
+        and not train
+        and (spec.output.type != "free_text" or not task.documents)
+    ):
         return "no training examples"
     if family == "finetune" and not train and not task.preferences.get("train"):
         return "no training examples or preference pairs"

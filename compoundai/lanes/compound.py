@@ -14,6 +14,12 @@ RAFT (Zhang et al. 2024) in the shape of this task:
   the finetune lane the contract is learnt from the answers, so the prompt does not list the
   labels or the schema.
 
+A free-text task with documents but no training examples trains on question/answer pairs
+synthesised from its documents instead (`compoundai.synth`, with the `finetune.qa` settings;
+the pairs are cached and their filter counts reported as the lane's `synth`): each pair's chunk
+is its gold passage, so the RAFT prompts above need nothing the task lacks (issue 21's "QA
+pairs for the compound lane").
+
 At inference the system is the rag system (same index, same prompt template, same abstention
 and citations) with the adapter on the generator. Training uses the task's `finetune` settings
 and `compound.max_train_rows` prompts (label-stratified); the adapter is cached and resumable
@@ -28,7 +34,7 @@ from typing import Any
 
 from compoundai.context import RunContext
 from compoundai.contract import ABSTAIN_TEXT, BuildInfo, format_output
-from compoundai.data import sample_cases
+from compoundai.data import Example, sample_cases, slug
 from compoundai.errors import UserInputError
 from compoundai.generators.base import Chat
 from compoundai.lanes.finetune import (
@@ -40,6 +46,7 @@ from compoundai.lanes.prompt import contract_of
 from compoundai.lanes.rag.lane import SYSTEMS, RagLane
 from compoundai.lanes.rag.prompts import PASSAGE_CHARS
 from compoundai.lanes.rag.systems import RetrievingSystem
+from compoundai.provenance import file_sha256
 from compoundai.system import NoGenerator
 from compoundai.task import Task
 
@@ -52,12 +59,13 @@ class CompoundLane:
 
     def build(self, task: Task, ctx: RunContext) -> RetrievingSystem:
         require_local_generator(task, self.family)
-        if not task.split("train"):
+        mode = "context" if task.spec.output.type == "free_text" else "demos"
+        if not task.split("train") and not (mode == "context" and task.documents):
             raise UserInputError(
                 "the compound lane needs training examples to train its adapter on",
-                hint="add examples.train (a JSONL of inputs and outputs) to the task file",
+                hint="add examples.train (a JSONL of inputs and outputs) to the task file; a "
+                "free-text task with documents trains on QA pairs synthesised from them",
             )
-        mode = "context" if task.spec.output.type == "free_text" else "demos"
         # the index (cached) and the checks on inputs, without loading the base generator
         rag = RagLane(mode).build(task, ctx, generator=NoGenerator())
         system = SYSTEMS[mode](
@@ -74,9 +82,17 @@ class CompoundLane:
             min_score=rag.min_score,
             contract_in_prompt=False,
         )
-        rows = self.training_rows(task, system)
+        synth = None
+        if not task.split("train"):
+            examples, synth = synthesised_examples(task, ctx, rag.store)
+            rows = self.training_rows(task, system, examples)
+        else:
+            rows = self.training_rows(task, system)
         adapter = train_sft_adapter(task, ctx, rows, system=None, tag="compound")
         generator, info = adapter_generator(task, ctx, adapter)
+        if synth is not None and info.training is not None:  # writing the pairs is training
+            spent = float(synth.get("seconds", 0.0))
+            info.training.train_seconds = (info.training.train_seconds or 0.0) + spent
         system.generator = generator
         search = rag.store.index.dense_method
         fingerprint = f"compound-{mode}-{rag.store.key}-k{rag.k}-{search}-{info.fingerprint}"
@@ -87,15 +103,19 @@ class CompoundLane:
                 "holds": rag.store.holds,
                 "fingerprint": fingerprint,
                 "train_rows": len(rows),
+                **({"synth": synth} if synth is not None else {}),
             }
         )
         return system
 
-    def training_rows(self, task: Task, system: RetrievingSystem) -> list[dict[str, Any]]:
-        """One chat per sampled training example, ending in the answer to learn."""
+    def training_rows(
+        self, task: Task, system: RetrievingSystem, examples: list[Example] | None = None
+    ) -> list[dict[str, Any]]:
+        """One chat per sampled training example (the task's, or `examples`), ending in the
+        answer to learn."""
         settings = task.spec.compound
         examples = sample_cases(
-            task.split("train"),
+            task.split("train") if examples is None else examples,
             settings.max_train_rows,
             settings.seed,
             task.spec.output.type == "labels",
@@ -130,6 +150,42 @@ class CompoundLane:
                 target = ABSTAIN_TEXT
             chats.append(_answered(system.chat_for(ex.input, passages), target))
         return [{"messages": chat} for chat in chats]
+
+
+def synthesised_examples(
+    task: Task, ctx: RunContext, store: Any
+) -> tuple[list[Example], dict[str, Any]]:
+    """Training examples from QA pairs synthesised from the task's documents (cached with the
+    qa+sft lane's key parts), each with its chunk as the gold passage; and the filter counts."""
+    import json
+
+    from compoundai.lanes.finetune_data import _key, synthesised_qa
+
+    docs = sorted(str(p) for p in task.documents)
+    key = _key(
+        [file_sha256(p) for p in docs],
+        task.spec.models.generator,
+        task.spec.models.embedder,
+        task.spec.document_fields.model_dump(),
+        task.spec.finetune.qa.model_dump(),
+        task.spec.finetune.seed,
+    )
+    run_dir = ctx.cache_dir / "synth" / f"{slug(task.name)}-compound-{key}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    synthesised_qa(task, ctx, run_dir)
+    chunks = dict(store.index.iter_records(include=("documents", "metadatas")))
+    examples = []
+    for n, line in enumerate((run_dir / "pairs.jsonl").read_text("utf-8").splitlines(), 1):
+        pair = json.loads(line)
+        chunk = chunks.get(pair["chunk_id"], {})
+        meta = {"context": chunk.get("document", ""), "title": pair.get("title", "")}
+        examples.append(
+            Example(
+                pair["id"], pair["question"], pair["answer"], meta, f"{run_dir}/pairs.jsonl:{n}"
+            )
+        )
+    record = json.loads((run_dir / "synth.json").read_text(encoding="utf-8"))
+    return examples, record
 
 
 def _answered(chat: Chat, answer: str) -> Chat:

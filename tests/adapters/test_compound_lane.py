@@ -118,6 +118,58 @@ def test_documents_train_raft_prompts_with_gold_and_distractors(tmp_path, tiny_m
     assert "retrieved_ids" in answer.extra
 
 
+def test_documents_without_training_rows_train_on_synthesised_pairs(
+    tmp_path, tiny_model_dir, ctx, monkeypatch
+):
+    """A free-text task with documents and no train split: the adapter trains on QA pairs
+    synthesised from the documents, each with its chunk as the gold passage; the filter
+    counts are the lane's `synth`, and the bake-off's rules call the lane feasible."""
+    from compoundai.bakeoff import infeasible
+    from compoundai.testing import FakeGenerator
+
+    facts = {"Paris": "towers", "Rome": "ruins", "Oslo": "fjords", "Lima": "ceviche"}
+    corpus = [
+        {"doc_id": f"city::{i}", "title": city, "text": f"{city} is a city known for {thing}."}
+        for i, (city, thing) in enumerate(facts.items())
+    ]
+    write_jsonl(tmp_path / "corpus.jsonl", corpus)
+    write_jsonl(tmp_path / "test.jsonl", [{"id": "q1", "question": "Paris?", "answer": ["towers"]}])
+
+    def writer(chat):  # one question a chunk, answered from it (the synthesis filters keep it)
+        city = next(c for c in facts if f"{c} is a city" in chat[-1]["content"])
+        return f"Q: What is {city} known for?\nA: {facts[city]}"
+
+    monkeypatch.setattr(
+        "compoundai.lanes.prompt.shared_generator", lambda t, c: FakeGenerator(writer)
+    )
+    spec = {
+        "name": "cities",
+        "instructions": "Answer briefly.",
+        "documents": ["corpus.jsonl"],
+        "examples": {"input_field": "question", "output_field": "answer", "test": "test.jsonl"},
+        "models": {"generator": str(tiny_model_dir), "embedder": "hash:64"},
+        "finetune": {**TRAINING, "qa": {"per_chunk": 1}},
+        "compound": {"gold_share": 1.0},
+    }
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(spec))
+    task = load_task(tmp_path / "task.yaml")
+    assert infeasible(CompoundLane(), task) is None
+    system = CompoundLane().build(task, ctx)
+    chats = training_chats(system)
+    assert system.info.synth and system.info.synth["kept"] == len(chats) > 0
+    for chat in chats:
+        question = chat[1]["content"].rsplit("Question: ", 1)[1]
+        city = question.split()[2]
+        # the pair's own chunk is the gold passage, cited in the answer
+        assert f"{city} is a city known for" in chat[1]["content"]
+        assert chat[-1]["content"].startswith(facts[city] + " [")
+    # a label task without training rows still cannot train one
+    (tmp_path / "l").mkdir()
+    assert infeasible(
+        CompoundLane(), load_task(task_without_training_rows(tmp_path / "l", tiny_model_dir))
+    )
+
+
 def test_compound_is_one_of_the_lanes_and_needs_training_rows(tmp_path, tiny_model_dir, ctx):
     assert [lane.name for lane in lanes_for(["compound"])] == ["compound"]
     task = load_task(task_without_training_rows(tmp_path, tiny_model_dir))
