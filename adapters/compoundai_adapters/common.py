@@ -83,7 +83,7 @@ def load_config(path: str | Path, model: type[Any]) -> Any:
     config = load_yaml_model(path, model, what="config")
     base = path.parent
     paths = ("output_dir", "train_file", "eval_file", "test_file", "forgetting_texts")
-    for name in (*paths, "reward_model"):
+    for name in (*paths, "reward_model", "schema_file"):
         value = getattr(config, name, None)
         if isinstance(value, str) and not Path(value).is_absolute():
             setattr(config, name, str(base / value))

@@ -22,6 +22,7 @@ is a plain LoRA adapter (servable like SFT's).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +30,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from compoundai.context import RunContext
+from compoundai.errors import UserInputError
+from compoundai.provenance import file_sha256
 from compoundai_adapters.online_rl import OnlineRLSettings, Rewards, run_online_rl
 
 
@@ -40,9 +43,14 @@ class GRPOStageConfig(OnlineRLSettings):
         min_length=1,
         description="Evaluator metrics scoring each sampled answer (averaged).",
     )
+    schema_file: str | None = Field(
+        None, description="JSON Schema file, for the schema_adherence metric."
+    )
 
 
-def metric_reward(names: list[str]) -> Callable[..., list[float]]:
+def metric_reward(
+    names: list[str], json_schema: dict[str, Any] | None = None
+) -> Callable[..., list[float]]:
     """A TRL reward function: each completion scored by the named metrics against its row's
     `reference` (averaged; a metric undefined on an answer scores 0).
 
@@ -55,7 +63,7 @@ def metric_reward(names: list[str]) -> Callable[..., list[float]]:
     from compoundai_evaluators.metrics import resolve_metrics
     from compoundai_evaluators.metrics.base import Row
 
-    metrics = resolve_metrics(names)
+    metrics = resolve_metrics(names, json_schema)
 
     def reward(prompts: list[Any], completions: list[Any], **columns: Any) -> list[float]:
         texts = [c if isinstance(c, str) else str(c[-1]["content"]) for c in completions]
@@ -76,7 +84,18 @@ def run_grpo(
     callbacks: list[Any] | None = None,
 ) -> Path:
     """Train a LoRA adapter with GRPO on the metric rewards; returns the adapter directory."""
-    reward: Any = metric_reward(config.metrics)  # unknown metric names fail here, before loading
-    rewards = Rewards([reward], [1.0], f"mean reward ({reward.__name__}) of the sampled answers")
+    schema, data = None, {}
+    if config.schema_file:
+        path = Path(config.schema_file)
+        try:
+            schema = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserInputError(f"{path}: cannot read the JSON Schema: {exc}") from exc
+        data[str(path)] = file_sha256(path)
+    # unknown metric names (or schema_adherence without a schema) fail here, before loading
+    reward: Any = metric_reward(config.metrics, schema)
+    rewards = Rewards(
+        [reward], [1.0], f"mean reward ({reward.__name__}) of the sampled answers", data=data
+    )
     columns = {"reference": config.reference_field}
     return run_online_rl(config, "grpo", rewards, columns, ctx, resume=resume, callbacks=callbacks)

@@ -224,16 +224,30 @@ def grpo_adapter(
     metrics = settings.metrics or [task.metrics[0]]
     prompts = _grpo_rows(task, rows)
     answer_len = answer_generation(task).max_new_tokens
-    key = _key(prompts, _weights_key(sft_adapter), settings.model_dump(), metrics, answer_len)
+    key = _key(
+        prompts,
+        _weights_key(sft_adapter),
+        settings.model_dump(),
+        metrics,
+        answer_len,
+        task.json_schema,
+    )
     run_dir, merged, train_file = stage_on_sft(
         task, ctx, "grpo", key, sft_adapter, "prompts.jsonl", prompts
     )
+    schema_file = None
+    if task.json_schema is not None:  # for schema_adherence
+        import json
+
+        schema_file = run_dir / "schema.json"
+        schema_file.write_text(json.dumps(task.json_schema, sort_keys=True), encoding="utf-8")
     config = GRPOStageConfig(
         model=str(merged),
         output_dir=str(run_dir),
         train_file=str(train_file),
         system=training_system(task, system),
         metrics=metrics,
+        schema_file=str(schema_file) if schema_file else None,
         group_size=settings.group_size,
         prompts_per_step=settings.prompts_per_step,
         temperature=settings.temperature,

@@ -52,6 +52,31 @@ def test_metric_reward_scores_answers_with_the_evaluators_metrics():
         metric_reward(["no_such_metric"])
 
 
+def test_json_rewards_read_the_schema(tmp_path):
+    """snips-style rewards: schema adherence needs the task's schema (a GRPO config names it
+    as `schema_file`; without it the stage refuses before loading a model)."""
+    schema = {
+        "type": "object",
+        "properties": {"intent": {"enum": ["PlayMusic"]}, "slots": {"type": "object"}},
+        "required": ["intent", "slots"],
+    }
+    reward = metric_reward(["schema_adherence", "slot_f1"], schema)
+    gold = json.dumps({"intent": "PlayMusic", "slots": {"artist": "Adele"}})
+    answers = [gold, '{"intent": "PlayMusic", "slots": {}}', "not json"]
+    scores = reward(prompts=["q"] * 3, completions=answers, reference=[gold] * 3)
+    assert scores[0] == 1.0 and 0 < scores[1] < 1 and scores[2] == 0.0
+    with pytest.raises(UserInputError, match="needs a JSON schema"):
+        metric_reward(["schema_adherence"])
+    write_jsonl(tmp_path / "train.jsonl", prompt_rows(2))
+    config = grpo_config(tmp_path, tmp_path / "no-model", metrics=["schema_adherence"])
+    with pytest.raises(UserInputError, match="needs a JSON schema"):
+        run_grpo(config)
+    (tmp_path / "schema.json").write_text("{not json")
+    config = config.model_copy(update={"schema_file": str(tmp_path / "schema.json")})
+    with pytest.raises(UserInputError, match="cannot read the JSON Schema"):
+        run_grpo(config)
+
+
 def test_grpo_trains_every_lora_parameter_and_records_the_guard(tmp_path, tiny_model_dir, ctx):
     write_jsonl(tmp_path / "train.jsonl", prompt_rows(8))
     write_jsonl(tmp_path / "dev.jsonl", prompt_rows(2))
