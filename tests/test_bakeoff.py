@@ -182,6 +182,61 @@ def test_decision_data_on_preference_pairs_uses_the_dev_pairs():
     assert data.cases == [] and len(data.pairs) == 30 and data.source == "dev"
 
 
+def test_documents_without_dev_or_train_are_decided_on_a_synthetic_dev_set(tmp_path, monkeypatch):
+    """A free-text task with documents only: the decision measures on a held-out share of the
+    QA pairs synthesised from them, marked synthetic, which the compound lane never trains on."""
+    from compoundai.bakeoff import needs_for_measuring
+    from compoundai.lanes.compound import synthesised_examples, synthetic_split
+    from compoundai.lanes.rag.store import RagStore
+
+    facts = {f"Town{i}": f"product{i}" for i in range(12)}
+    (tmp_path / "docs.jsonl").write_text(
+        "".join(
+            json.dumps({"doc_id": t, "text": f"{t} is a town that makes {p}."}) + "\n"
+            for t, p in facts.items()
+        )
+    )
+    (tmp_path / "test.jsonl").write_text(json.dumps({"id": "q", "q": "Town0?", "a": "x"}) + "\n")
+    spec = {
+        "name": "towns",
+        "instructions": "Answer briefly.",
+        "documents": ["docs.jsonl"],
+        "examples": {"input_field": "q", "output_field": "a", "test": "test.jsonl"},
+        "models": {"embedder": "hash:64"},
+    }
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(spec))
+
+    def writer(chat):  # the synthesis prompt holds one chunk; a lane's prompt is answered
+        town = next((t for t in facts if f"{t} is a town" in chat[-1]["content"]), None)
+        if town is None or "Q:" not in chat[0]["content"] + chat[-1]["content"]:
+            return "product1"
+        return "\n".join(
+            f"Q: What does {town} make{'?' * n}\nA: {facts[town]}" for n in range(1, 4)
+        )
+
+    monkeypatch.setattr(
+        "compoundai.lanes.prompt.shared_generator", lambda t, c: FakeGenerator(writer)
+    )
+    task = load_task(tmp_path / "task.yaml")
+    ctx = RunContext(cache_dir=tmp_path / "cache", progress=False)
+    ctx.clients["embedder"] = HashEmbedder()
+    assert needs_for_measuring(task) is None
+    with pytest.raises(Exception, match="held-out cases"):
+        decision_data(task, 64, 24, "f1")  # without a ctx nothing can be synthesised
+    data = decision_data(task, 64, 24, "f1", ctx)
+    assert data.source == "synthetic dev" and "SYNTHETIC" in data.note
+    assert data.cases and all(e.meta["synthetic"] for e in data.cases)
+    store = RagStore.for_documents(task, ctx, HashEmbedder())
+    everything, _ = synthesised_examples(task, ctx, store)
+    trained, held = synthetic_split(everything)
+    assert {e.id for e in data.cases} <= {e.id for e in held}
+    assert trained and not {e.id for e in trained} & {e.id for e in data.cases}
+    ctx.clients["generator"] = FakeGenerator(writer)
+    decision = BakeOff(task, ctx, lane_objects=[PromptLane(0)], budget_minutes=None).run()
+    assert decision.mode == "measured" and decision.split == "synthetic dev"
+    assert any("SYNTHETIC" in (e.note or "") for e in decision.evidence)
+
+
 def test_first_share_keeps_enough_rows():
     assert first_share(1540) == 0.125 and first_share(100) == 0.5 and first_share(30) == 1.0
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from compoundai.context import RunContext
 from compoundai.data import Example, PreferencePair, sample_cases
 from compoundai.errors import UserInputError
 from compoundai.task import Task
@@ -33,13 +34,22 @@ class DecisionData:
     cases: list[Example]  # the decision sample (empty when the metric is on pairs)
     first: list[Example]  # its small first sample
     pairs: list[PreferencePair]
-    source: str  # "dev" or "train slice"
+    source: str  # "dev", "train slice" or "synthetic dev"
     exclude: frozenset[str]  # training ids held out as that slice
     note: str
 
 
-def decision_data(task: Task, cases: int, first: int, metric: str) -> DecisionData:
-    """The dev split's cases (and pairs), or, without a dev split, a held-out slice of train."""
+def can_synthesise_dev(task: Task) -> bool:
+    """A free-text task with documents can be decided on questions synthesised from them."""
+    return task.spec.output.type == "free_text" and bool(task.documents)
+
+
+def decision_data(
+    task: Task, cases: int, first: int, metric: str, ctx: RunContext | None = None
+) -> DecisionData:
+    """The dev split's cases (and pairs), or, without a dev split, a held-out slice of train,
+    or (a free-text task with documents and too few training examples, given `ctx`) a
+    synthetic dev set: questions synthesised from the documents, never trained on."""
     spec = task.spec
     stratify = spec.output.type == "labels"
     seed = spec.evaluation.seed
@@ -67,6 +77,24 @@ def decision_data(task: Task, cases: int, first: int, metric: str) -> DecisionDa
         return DecisionData([], [], pairs, source, frozenset(), f"{len(pairs)} dev pairs")
     dev = task.split("dev")
     source = "dev"
+    if not dev and len(task.split("train")) < 20 and ctx is not None and can_synthesise_dev(task):
+        from compoundai.lanes.compound import synthetic_dev
+
+        dev = synthetic_dev(task, ctx)
+        if not dev:
+            raise UserInputError(
+                "a measured decision needs held-out cases: the task has no dev split, too few "
+                "training examples to hold some out, and no synthesised question was held out",
+                hint="add examples.dev to the task file, or decide with --rules-only",
+            )
+        sample = sample_cases(dev, cases, seed, stratify)
+        small = sample_cases(sample, min(first, len(sample)), seed, stratify)
+        note = (
+            f"no dev split: {len(sample)} of {len(dev)} question/answer pairs synthesised from "
+            "the documents (SYNTHETIC: held out of the compound lane's training; the decision "
+            "is only as good as the generator's questions)"
+        )
+        return DecisionData(sample, small, pairs, "synthetic dev", exclude, note)
     if not dev:
         train = task.split("train")
         if len(train) < 20:
@@ -97,6 +125,6 @@ def needs_for_measuring(task: Task) -> str | None:
         if task.preferences.get("dev") or len(task.preferences.get("train", [])) >= 20:
             return None
         return "held-out preference pairs (preferences.dev, or 20 training pairs to hold out)"
-    if task.split("dev") or len(task.split("train")) >= 20:
+    if task.split("dev") or len(task.split("train")) >= 20 or can_synthesise_dev(task):
         return None
     return "held-out cases (examples.dev, or at least 20 training examples to hold some out)"

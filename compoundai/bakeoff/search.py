@@ -67,7 +67,7 @@ class BakeOff:
         self.volume = settings.volume if volume is None else volume
         self.metric = decision_metric(list(task.metrics))
         self.data = decision_data(
-            task, cases or settings.cases, first_cases or settings.first_cases, self.metric
+            task, cases or settings.cases, first_cases or settings.first_cases, self.metric, ctx
         )
         self.grid = list(settings_grid) if settings_grid is not None else default_grid(task)
         self.lane_names = list(lanes or task.spec.evaluation.lanes or LANES)

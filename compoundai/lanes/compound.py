@@ -29,6 +29,7 @@ like the finetune lane's.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -85,6 +86,9 @@ class CompoundLane:
         synth = None
         if not task.split("train"):
             examples, synth = synthesised_examples(task, ctx, rag.store)
+            if not task.split("dev"):  # a share is the measured decision's synthetic dev set
+                examples, held_out = synthetic_split(examples)
+                synth = {**synth, "held_out_as_dev": len(held_out)}
             rows = self.training_rows(task, system, examples)
         else:
             rows = self.training_rows(task, system)
@@ -186,6 +190,33 @@ def synthesised_examples(
         )
     record = json.loads((run_dir / "synth.json").read_text(encoding="utf-8"))
     return examples, record
+
+
+SYNTHETIC_DEV_SHARE = 4  # one synthesised pair in 4 (by id) is held out
+
+
+def synthetic_split(examples: list[Example]) -> tuple[list[Example], list[Example]]:
+    """(train, dev) of synthesised examples: for a task without a dev split, one pair in
+    `SYNTHETIC_DEV_SHARE`, chosen by a hash of its id (the same whatever else was
+    synthesised), is the measured decision's synthetic dev set and is never trained on."""
+    import hashlib
+
+    def held(e: Example) -> bool:
+        digest = hashlib.blake2b(e.id.encode("utf-8"), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % SYNTHETIC_DEV_SHARE == 0
+
+    return [e for e in examples if not held(e)], [e for e in examples if held(e)]
+
+
+def synthetic_dev(task: Task, ctx: RunContext) -> list[Example]:
+    """The synthetic dev set of a free-text task with documents and no dev split: the held-out
+    share of the QA pairs synthesised from its documents (see `synthetic_split`)."""
+    from compoundai.lanes.rag.store import RagStore
+    from compoundai_retrievers.embedders import make_embedder
+
+    store = RagStore.for_documents(task, ctx, make_embedder(task.spec.models.embedder, ctx))
+    examples, _ = synthesised_examples(task, ctx, store)
+    return [replace(e, meta={**e.meta, "synthetic": True}) for e in synthetic_split(examples)[1]]
 
 
 def _answered(chat: Chat, answer: str) -> Chat:
