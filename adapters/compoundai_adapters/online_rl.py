@@ -24,7 +24,9 @@ from typing import Any
 from pydantic import Field
 
 from compoundai.context import RunContext
+from compoundai.contract import ForgettingFacts
 from compoundai.errors import UserInputError
+from compoundai.generators.perplexity import general_text_tokens, perplexity
 from compoundai.provenance import TRAINING_DISTS, file_sha256, versions
 from compoundai_adapters.artifacts import AdapterManifest, TrainMetrics, save_artifact
 from compoundai_adapters.common import (
@@ -115,8 +117,6 @@ def run_online_rl(
     ctx = ctx or RunContext()
     if config.lora is None:
         raise UserInputError(f"{stage} here trains LoRA (the reference is the adapter disabled)")
-    if config.forgetting_texts:
-        raise UserInputError(f"forgetting_texts is not measured by the {stage} stage; remove it")
     train_rows = prompt_rows(config, config.train_file, columns)[: config.limit]
     if not train_rows:
         raise UserInputError(f"{config.train_file}: no prompts to train on")
@@ -126,6 +126,12 @@ def run_online_rl(
     bf16 = use_bf16(config, device)
     model, tokenizer = load_model(config.model_copy(update={"lora": None}), ctx, device)
     model.config.use_cache = True  # generation is most of a step: keep the KV cache
+    forgetting_ids, ppl_before = None, None
+    if config.forgetting_texts:  # general-text perplexity of the model the adapter is on
+        forgetting_ids = general_text_tokens(
+            config.forgetting_texts, tokenizer, config.forgetting_tokens
+        )
+        ppl_before = perplexity(model, forgetting_ids, bf16=bf16)
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = trainer_fingerprint(config, train_rows)
@@ -195,6 +201,15 @@ def run_online_rl(
         tokens_per_s=round(tokens_this_run / seconds, 1) if seconds else 0.0,
         resumed_from_step=resumed,
     )
+    if forgetting_ids is not None and ppl_before:
+        after = perplexity(trained, forgetting_ids, bf16=bf16)
+        metrics.forgetting = ForgettingFacts(
+            text=config.forgetting_texts,
+            tokens=len(forgetting_ids),
+            perplexity_before=round(ppl_before, 3),
+            perplexity_after=round(after, 3),
+            ratio=round(after / ppl_before, 4),
+        )
     data = {config.train_file: file_sha256(config.train_file)}
     if config.eval_file:
         data[config.eval_file] = file_sha256(config.eval_file)

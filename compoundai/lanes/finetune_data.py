@@ -213,6 +213,15 @@ def _grpo_rows(task: Task, rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return sample_rows(out, settings.max_rows, task.spec.finetune.seed, "grpo-rows")
 
 
+def _forgetting_check() -> dict[str, Any]:
+    """The RL stages' forgetting check, as the SFT stage's: general-text perplexity of the
+    merged SFT model before and after (the lane chains it back to the original base)."""
+    from compoundai.lanes.finetune import _general_text
+
+    text = _general_text()
+    return {"forgetting_texts": text, "forgetting_tokens": 8000} if text else {}
+
+
 def grpo_adapter(
     task: Task, ctx: RunContext, sft_adapter: Path, rows: list[dict[str, str]], system: str
 ) -> Path:
@@ -231,6 +240,7 @@ def grpo_adapter(
         metrics,
         answer_len,
         task.json_schema,
+        "forgetting-checked",
     )
     run_dir, merged, train_file = stage_on_sft(
         task, ctx, "grpo", key, sft_adapter, "prompts.jsonl", prompts
@@ -257,6 +267,7 @@ def grpo_adapter(
         max_steps=settings.max_steps,
         lora={"rank": task.spec.finetune.lora_rank, "alpha": 2 * task.spec.finetune.lora_rank},
         seed=task.spec.finetune.seed,
+        **_forgetting_check(),
     )
     adapter = _train_cached(run_dir, lambda resume: run_grpo(config, ctx, resume=resume), ctx)
     stamp(adapter, fingerprint=f"grpo-{key}", serving_base=str(merged))
@@ -311,7 +322,12 @@ def rlhf_adapter(task: Task, ctx: RunContext, sft_adapter: Path, system: str) ->
     )
     answer_len = answer_generation(task).max_new_tokens
     key = _key(
-        rows, _weights_key(sft_adapter), _weights_key(reward), settings.model_dump(), answer_len
+        rows,
+        _weights_key(sft_adapter),
+        _weights_key(reward),
+        settings.model_dump(),
+        answer_len,
+        "forgetting-checked",
     )
     run_dir, merged, train_file = stage_on_sft(
         task, ctx, "rlhf", key, sft_adapter, "prompts.jsonl", rows
@@ -333,6 +349,7 @@ def rlhf_adapter(task: Task, ctx: RunContext, sft_adapter: Path, system: str) ->
         max_seq_len=task.spec.finetune.max_seq_len,
         lora=lora,
         seed=seed,
+        **_forgetting_check(),
     )
     adapter = _train_cached(run_dir, lambda resume: run_rloo(config, ctx, resume=resume), ctx)
     stamp(adapter, fingerprint=f"rlhf-{key}", serving_base=str(merged))

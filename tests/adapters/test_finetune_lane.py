@@ -257,6 +257,8 @@ def test_sft_then_grpo_rewarded_by_the_tasks_metric(tmp_path, tiny_model_dir, sf
     prompts = (adapter.parent / "prompts.jsonl").read_text().splitlines()
     assert len(prompts) == 6 and set(json.loads(prompts[0])) == {"prompt", "reference"}
     assert system.info.stages == ["sft", "grpo"]
+    # forgetting chained back to the original base: before SFT, after GRPO
+    assert system.info.forgetting is not None and system.info.forgetting.chained_from
     assert isinstance(system.invoke("how do I top up 5").output, str)
 
 
@@ -283,6 +285,7 @@ def test_sft_then_rlhf_trains_a_reward_model_and_tunes_against_it(
     assert Path(system.info.base_model).name == "sft-merged"
     assert manifest["guard"]["heldout_name"].startswith("f1 of the sampled answers")
     assert system.info.stages == ["sft", "rlhf"]
+    assert system.info.forgetting is not None and system.info.forgetting.chained_from
     assert isinstance(system.invoke("card 3").output, str)
     # enabling RLHF does not retrain the SFT adapter the plain lane uses
     folders = set((ctx.cache_dir / "adapters").iterdir())

@@ -81,7 +81,14 @@ def test_grpo_trains_every_lora_parameter_and_records_the_guard(tmp_path, tiny_m
     write_jsonl(tmp_path / "train.jsonl", prompt_rows(8))
     write_jsonl(tmp_path / "dev.jsonl", prompt_rows(2))
     snap = Snapshot()
-    config = grpo_config(tmp_path, tiny_model_dir, eval_file=str(tmp_path / "dev.jsonl"))
+    (tmp_path / "general.txt").write_text("card arrival exchange rate top up " * 40)
+    config = grpo_config(
+        tmp_path,
+        tiny_model_dir,
+        eval_file=str(tmp_path / "dev.jsonl"),
+        forgetting_texts=str(tmp_path / "general.txt"),
+        forgetting_tokens=64,
+    )
     out = run_grpo(config.model_copy(update={"eval_every": 1}), ctx, callbacks=[snap])
     unchanged = [n for n in snap.before if torch.equal(snap.before[n], snap.after[n])]
     assert snap.before and unchanged == []
@@ -94,6 +101,12 @@ def test_grpo_trains_every_lora_parameter_and_records_the_guard(tmp_path, tiny_m
     held_out = [s for s, h in zip(guard["steps"], guard["heldout"], strict=True) if h is not None]
     assert held_out == [1, 2, 3]  # the held-out prompts' reward, every step
     assert (out / "adapter_model.safetensors").is_file()
+    # the forgetting check, as for SFT: general-text perplexity before and after
+    forgetting = manifest["metrics"]["forgetting"]
+    assert forgetting["tokens"] == 64 and forgetting["perplexity_before"] > 0
+    assert forgetting["ratio"] == pytest.approx(
+        forgetting["perplexity_after"] / forgetting["perplexity_before"], rel=1e-3
+    )
 
 
 def test_killed_grpo_run_resumes_from_its_checkpoint(tmp_path, tiny_model_dir, ctx):
