@@ -213,6 +213,21 @@ def _grpo_rows(task: Task, rows: list[dict[str, str]]) -> list[dict[str, str]]:
     return sample_rows(out, settings.max_rows, task.spec.finetune.seed, "grpo-rows")
 
 
+def _grpo_dev_rows(task: Task) -> list[dict[str, Any]]:
+    """GRPO's held-out prompts: the dev inputs with their references (a free-text case's
+    acceptable answers as a list, so every row's reference has one type)."""
+    out: list[dict[str, Any]] = []
+    for ex in task.split("dev"):
+        if task.spec.output.type == "free_text":
+            ref: Any = (
+                [str(a) for a in ex.output] if isinstance(ex.output, list) else [str(ex.output)]
+            )
+        else:
+            ref = format_output(ex.output)
+        out.append({"prompt": ex.input, "reference": ref})
+    return out
+
+
 def _forgetting_check() -> dict[str, Any]:
     """The RL stages' forgetting check, as the SFT stage's: general-text perplexity of the
     merged SFT model before and after (the lane chains it back to the original base)."""
@@ -232,9 +247,11 @@ def grpo_adapter(
     settings = task.spec.finetune.grpo
     metrics = settings.metrics or [task.metrics[0]]
     prompts = _grpo_rows(task, rows)
+    dev = _grpo_dev_rows(task)[: settings.eval_prompts]
     answer_len = answer_generation(task).max_new_tokens
     key = _key(
         prompts,
+        dev,
         _weights_key(sft_adapter),
         settings.model_dump(),
         metrics,
@@ -245,6 +262,10 @@ def grpo_adapter(
     run_dir, merged, train_file = stage_on_sft(
         task, ctx, "grpo", key, sft_adapter, "prompts.jsonl", prompts
     )
+    dev_file = None
+    if dev:  # the reward on dev inputs the policy never trains on: the guard's held-out signal
+        dev_file = run_dir / "dev.jsonl"
+        write_jsonl(dev_file, dev)
     schema_file = None
     if task.json_schema is not None:  # for schema_adherence
         import json
@@ -255,6 +276,8 @@ def grpo_adapter(
         model=str(merged),
         output_dir=str(run_dir),
         train_file=str(train_file),
+        eval_file=str(dev_file) if dev_file else None,
+        eval_every=settings.eval_every if dev_file else None,
         system=training_system(task, system),
         metrics=metrics,
         schema_file=str(schema_file) if schema_file else None,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from compoundai.context import RunContext
 from compoundai.errors import UserInputError
@@ -242,8 +243,12 @@ def test_sft_then_grpo_rewarded_by_the_tasks_metric(tmp_path, tiny_model_dir, sf
         output={"type": "free_text", "max_answer_tokens": 8},
         finetune={"epochs": 1, "tokens_per_batch": 128, "learning_rate": 5e-3,
                   "grpo": {"enabled": True, "max_steps": 2, "group_size": 2, "max_rows": 6,
-                           "learning_rate": 1e-2}},
+                           "learning_rate": 1e-2, "eval_every": 1, "eval_prompts": 2}},
     )  # fmt: skip
+    spec = yaml.safe_load(path.read_text())
+    write_jsonl(tmp_path / "dev.jsonl", sft_rows[-3:])
+    spec["examples"]["dev"] = "dev.jsonl"
+    path.write_text(yaml.safe_dump(spec))
     task = load_task(path)
     lanes = lanes_for(["finetune"], task)
     assert "finetune/sft+grpo" in [lane.name for lane in lanes]
@@ -256,6 +261,9 @@ def test_sft_then_grpo_rewarded_by_the_tasks_metric(tmp_path, tiny_model_dir, sf
     assert Path(system.info.base_model).name == "sft-merged"
     prompts = (adapter.parent / "prompts.jsonl").read_text().splitlines()
     assert len(prompts) == 6 and set(json.loads(prompts[0])) == {"prompt", "reference"}
+    # the guard's held-out signal: the reward on 2 dev inputs, every step
+    assert len((adapter.parent / "dev.jsonl").read_text().splitlines()) == 2
+    assert [h for h in manifest["guard"]["heldout"] if h is not None]
     assert system.info.stages == ["sft", "grpo"]
     # forgetting chained back to the original base: before SFT, after GRPO
     assert system.info.forgetting is not None and system.info.forgetting.chained_from
