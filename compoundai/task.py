@@ -233,10 +233,11 @@ class GRPOSettings(Strict):
     kl_coef: float = Field(0.04, ge=0)
     temperature: float = Field(1.0, gt=0)
     max_rows: int | None = Field(200, gt=0, description="Train prompts it samples from.")
+    # 4 held-out points in the default 20 steps: the guard's trend window (4) can be judged
     eval_every: int = Field(
-        10, gt=0, description="Steps between held-out rewards on dev (the guard's signal)."
+        5, gt=0, description="Steps between held-out rewards on dev (the guard's signal)."
     )
-    eval_prompts: int = Field(16, gt=0, description="Dev inputs each held-out reward samples.")
+    eval_prompts: int = Field(8, gt=0, description="Dev inputs each held-out reward samples.")
 
 
 class RLHFSettings(Strict):
