@@ -235,6 +235,24 @@ def test_documents_without_dev_or_train_are_decided_on_a_synthetic_dev_set(tmp_p
     decision = BakeOff(task, ctx, lane_objects=[PromptLane(0)], budget_minutes=None).run()
     assert decision.mode == "measured" and decision.split == "synthetic dev"
     assert any("SYNTHETIC" in (e.note or "") for e in decision.evidence)
+    # finetune/qa+sft's text leaves the synthetic dev pairs out too
+    from compoundai.lanes.finetune_data import synthesised_qa
+
+    (tmp_path / "qa").mkdir()
+    text = synthesised_qa(task, ctx, tmp_path / "qa").read_text()
+    assert all(e.input not in text for e in data.cases)
+    assert all(e.input in text for e in trained)
+
+    # no pair passes the filters: no synthetic dev set, and the rules decide, saying why
+    from compoundai.run import decide
+
+    monkeypatch.setattr(
+        "compoundai.lanes.prompt.shared_generator", lambda t, c: FakeGenerator(lambda c: "no")
+    )
+    fresh = RunContext(cache_dir=tmp_path / "cache2", progress=False)
+    fresh.clients["embedder"] = HashEmbedder()
+    fallback = decide(task, fresh)
+    assert fallback.mode == "rules" and "no synthetic dev set" in fallback.evidence[0].note
 
 
 def test_first_share_keeps_enough_rows():

@@ -39,6 +39,14 @@ class DecisionData:
     note: str
 
 
+class NoSyntheticDev(UserInputError):
+    """A task that could only be decided on a synthetic dev set, which could not be made: the
+    run falls back to the rules' decision (and says why)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, hint="add examples.dev to the task file")
+
+
 def can_synthesise_dev(task: Task) -> bool:
     """A free-text task with documents can be decided on questions synthesised from them."""
     return task.spec.output.type == "free_text" and bool(task.documents)
@@ -78,14 +86,16 @@ def decision_data(
     dev = task.split("dev")
     source = "dev"
     if not dev and len(task.split("train")) < 20 and ctx is not None and can_synthesise_dev(task):
+        from compoundai.errors import RunTimeFailure
         from compoundai.lanes.compound import synthetic_dev
 
-        dev = synthetic_dev(task, ctx)
+        try:
+            dev = synthetic_dev(task, ctx)
+        except RunTimeFailure as exc:  # no pair passed the synthesis filters
+            raise NoSyntheticDev(f"no synthetic dev set: {exc}") from exc
         if not dev:
-            raise UserInputError(
-                "a measured decision needs held-out cases: the task has no dev split, too few "
-                "training examples to hold some out, and no synthesised question was held out",
-                hint="add examples.dev to the task file, or decide with --rules-only",
+            raise NoSyntheticDev(
+                "no synthetic dev set: no synthesised question fell in the held-out share"
             )
         sample = sample_cases(dev, cases, seed, stratify)
         small = sample_cases(sample, min(first, len(sample)), seed, stratify)

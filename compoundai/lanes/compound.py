@@ -89,6 +89,12 @@ class CompoundLane:
             if not task.split("dev"):  # a share is the measured decision's synthetic dev set
                 examples, held_out = synthetic_split(examples)
                 synth = {**synth, "held_out_as_dev": len(held_out)}
+                if not examples:
+                    raise UserInputError(
+                        f"all {len(held_out)} synthesised question/answer pairs are held out as "
+                        "the synthetic dev set: nothing is left to train the compound adapter on",
+                        hint="add examples.train or examples.dev, or more documents",
+                    )
             rows = self.training_rows(task, system, examples)
         else:
             rows = self.training_rows(task, system)
@@ -181,8 +187,14 @@ def synthesised_examples(
     examples = []
     for n, line in enumerate((run_dir / "pairs.jsonl").read_text("utf-8").splitlines(), 1):
         pair = json.loads(line)
-        chunk = chunks.get(pair["chunk_id"], {})
-        meta = {"context": chunk.get("document", ""), "title": pair.get("title", "")}
+        chunk = chunks.get(pair["chunk_id"])
+        if chunk is None:  # the index changed since the pairs were written: no gold passage
+            continue
+        meta = {
+            "context": chunk.get("document", ""),
+            "title": pair.get("title", ""),
+            "doc_id": pair.get("doc_id", ""),
+        }
         examples.append(
             Example(
                 pair["id"], pair["question"], pair["answer"], meta, f"{run_dir}/pairs.jsonl:{n}"
@@ -192,20 +204,14 @@ def synthesised_examples(
     return examples, record
 
 
-SYNTHETIC_DEV_SHARE = 4  # one synthesised pair in 4 (by id) is held out
-
-
 def synthetic_split(examples: list[Example]) -> tuple[list[Example], list[Example]]:
-    """(train, dev) of synthesised examples: for a task without a dev split, one pair in
-    `SYNTHETIC_DEV_SHARE`, chosen by a hash of its id (the same whatever else was
-    synthesised), is the measured decision's synthetic dev set and is never trained on."""
-    import hashlib
+    """(train, dev) of synthesised examples: the synthetic dev set of a task without a dev
+    split (`compoundai.synth.is_synthetic_dev`) is never trained on."""
+    from compoundai.synth import is_synthetic_dev
 
-    def held(e: Example) -> bool:
-        digest = hashlib.blake2b(e.id.encode("utf-8"), digest_size=8).digest()
-        return int.from_bytes(digest, "big") % SYNTHETIC_DEV_SHARE == 0
-
-    return [e for e in examples if not held(e)], [e for e in examples if held(e)]
+    held = [is_synthetic_dev(e.id) for e in examples]
+    train = [e for e, h in zip(examples, held, strict=True) if not h]
+    return train, [e for e, h in zip(examples, held, strict=True) if h]
 
 
 def synthetic_dev(task: Task, ctx: RunContext) -> list[Example]:

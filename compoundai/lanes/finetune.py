@@ -189,6 +189,8 @@ class FinetuneLane:
                 if stage == "qa"
                 else []
             ),
+            # without a dev split the synthetic dev pairs are left out of the qa stage's text
+            *(["synthetic-dev-held-out"] if stage == "qa" and not task.split("dev") else []),
         )
         run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-{stage}-{key}"
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -200,7 +200,13 @@ def synthesised_qa(task: Task, ctx: RunContext, run_dir: Path) -> Path:
             "use a stronger generator for the task, or finetune/pretrain+sft"
         )
     write_pairs(run_dir / "pairs.jsonl", pairs)
-    record = {**report.contract(), "seconds": report.seconds}
+    record: dict[str, Any] = {**report.contract(), "seconds": report.seconds}
+    if not task.split("dev"):  # the synthetic dev set decides: never trained on
+        from compoundai.synth import is_synthetic_dev
+
+        held = [p for p in pairs if is_synthetic_dev(p.id)]
+        pairs = [p for p in pairs if not is_synthetic_dev(p.id)]
+        record["held_out_as_dev"] = len(held)
     (run_dir / "synth.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
     write_jsonl(out, [{"text": f"Question: {p.question}\nAnswer: {p.answer}"} for p in pairs])
     return out
@@ -253,11 +259,11 @@ def grpo_adapter(
         prompts,
         dev,
         _weights_key(sft_adapter),
-        settings.model_dump(),
+        settings.model_dump(exclude={"eval_every", "eval_prompts"}),  # measured, not trained
         metrics,
         answer_len,
         task.json_schema,
-        "forgetting-checked",
+        bool(_forgetting_check()),
     )
     run_dir, merged, train_file = stage_on_sft(
         task, ctx, "grpo", key, sft_adapter, "prompts.jsonl", prompts
@@ -350,7 +356,7 @@ def rlhf_adapter(task: Task, ctx: RunContext, sft_adapter: Path, system: str) ->
         _weights_key(reward),
         settings.model_dump(),
         answer_len,
-        "forgetting-checked",
+        bool(_forgetting_check()),
     )
     run_dir, merged, train_file = stage_on_sft(
         task, ctx, "rlhf", key, sft_adapter, "prompts.jsonl", rows
