@@ -42,6 +42,7 @@ from compoundai.lanes.finetune_data import (
     _train_cached,
     _weights_key,
     distill_rows,
+    general_text,
     grpo_adapter,
     rlhf_adapter,
     sample_rows,
@@ -205,7 +206,7 @@ class FinetuneLane:
             tokens_per_batch=settings.tokens_per_batch,
             max_seq_len=settings.max_seq_len,
             seed=settings.seed,
-            forgetting_texts=_general_text(),
+            forgetting_texts=general_text(),
             forgetting_tokens=8000,
         )
         adapter = _train_cached(
@@ -257,7 +258,7 @@ class FinetuneLane:
             tokens_per_batch=task.spec.finetune.tokens_per_batch,
             max_seq_len=task.spec.finetune.max_seq_len,
             on_long_rows="skip",
-            forgetting_texts=_general_text(),
+            forgetting_texts=general_text(),
             forgetting_tokens=8000,
         )
         adapter = _train_cached(run_dir, lambda resume: run_dpo(config, ctx, resume=resume), ctx)
@@ -339,7 +340,7 @@ def train_sft_adapter(
         max_seq_len=settings.max_seq_len,
         on_long_rows="skip",
         seed=settings.seed,
-        forgetting_texts=_general_text(),
+        forgetting_texts=general_text(),
         forgetting_tokens=8000,
     )
     adapter = _train_cached(run_dir, lambda resume: run_sft(config, ctx, resume=resume), ctx)
@@ -370,9 +371,3 @@ def chain_stages(info: BuildInfo, first: Path) -> None:
         **{**last.model_dump(), "perplexity_before": before, "ratio": round(after / before, 4)},
     )
     info.forgetting.chained_from = str(first)
-
-
-def _general_text() -> str | None:
-    """The bundled general-text sample for the forgetting check, when it is installed."""
-    path = Path(__file__).resolve().parents[1] / "resources" / "general_text.txt"
-    return str(path) if path.is_file() else None

@@ -234,12 +234,16 @@ def _grpo_dev_rows(task: Task) -> list[dict[str, Any]]:
     return out
 
 
+def general_text() -> str | None:
+    """The bundled general-text sample for the forgetting check, when it is installed."""
+    path = Path(__file__).resolve().parents[1] / "resources" / "general_text.txt"
+    return str(path) if path.is_file() else None
+
+
 def _forgetting_check() -> dict[str, Any]:
     """The RL stages' forgetting check, as the SFT stage's: general-text perplexity of the
     merged SFT model before and after (the lane chains it back to the original base)."""
-    from compoundai.lanes.finetune import _general_text
-
-    text = _general_text()
+    text = general_text()
     return {"forgetting_texts": text, "forgetting_tokens": 8000} if text else {}
 
 

@@ -127,7 +127,8 @@ def test_documents_without_training_rows_train_on_synthesised_pairs(
     from compoundai.bakeoff import infeasible
     from compoundai.testing import FakeGenerator
 
-    facts = {"Paris": "towers", "Rome": "ruins", "Oslo": "fjords", "Lima": "ceviche"}
+    facts = {"Paris": "towers", "Rome": "ruins", "Oslo": "fjords", "Lima": "ceviche",
+             "Kyiv": "domes", "Bern": "bears", "Doha": "pearls", "Riga": "spires"}  # fmt: skip
     corpus = [
         {"doc_id": f"city::{i}", "title": city, "text": f"{city} is a city known for {thing}."}
         for i, (city, thing) in enumerate(facts.items())
@@ -156,7 +157,9 @@ def test_documents_without_training_rows_train_on_synthesised_pairs(
     assert infeasible(CompoundLane(), task) is None
     system = CompoundLane().build(task, ctx)
     chats = training_chats(system)
-    assert system.info.synth and system.info.synth["kept"] == len(chats) > 0
+    synth = system.info.synth
+    # no dev split: the synthetic dev pairs are held out of training
+    assert synth and synth["kept"] == len(chats) + synth["held_out_as_dev"] and chats
     for chat in chats:
         question = chat[1]["content"].rsplit("Question: ", 1)[1]
         city = question.split()[2]
