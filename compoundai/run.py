@@ -166,12 +166,14 @@ def decide(
         return rules
     from compoundai.bakeoff import decide_measured, needs_for_measuring
 
-    missing = needs_for_measuring(task)
-    if missing:  # nothing to measure on: the rules decide, and say what measuring would need
-        note = f"not measured: {missing}; the rules decide"
+    def by_the_rules(note: str) -> Decision:
         return rules.model_copy(
             update={"evidence": [Evidence(lane="all", stage="rules", note=note)]}
         )
+
+    missing = needs_for_measuring(task)
+    if missing:  # nothing to measure on: the rules decide, and say what measuring would need
+        return by_the_rules(f"not measured: {missing}; the rules decide")
     options: dict[str, Any] = {"lanes": lanes}
     if budget_minutes is not None:
         options["budget_minutes"] = budget_minutes
@@ -180,9 +182,8 @@ def decide(
     try:
         return decide_measured(task, ctx, **options)
     except NoSyntheticDev as exc:  # the only held-out cases would have been synthesised
-        note = f"not measured: {exc.args[0]}; the rules decide (add examples.dev to measure)"
-        return rules.model_copy(
-            update={"evidence": [Evidence(lane="all", stage="rules", note=note)]}
+        return by_the_rules(
+            f"not measured: {exc.args[0]}; the rules decide (add examples.dev to measure)"
         )
 
 

@@ -143,6 +143,14 @@ def is_synthetic_dev(pair_id: str) -> bool:
     return int.from_bytes(digest, "big") % SYNTHETIC_DEV_SHARE == 0
 
 
+def synthetic_split(items: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """(to train on, synthetic dev) of synthesised items (pairs or examples, by their `id`)."""
+    held = [is_synthetic_dev(str(item.id)) for item in items]
+    return [i for i, h in zip(items, held, strict=True) if not h], [
+        i for i, h in zip(items, held, strict=True) if h
+    ]
+
+
 def synthesize_qa(
     index: Any,
     generator: Generator,

@@ -24,9 +24,7 @@ from typing import Any
 from pydantic import Field
 
 from compoundai.context import RunContext
-from compoundai.contract import ForgettingFacts
 from compoundai.errors import UserInputError
-from compoundai.generators.perplexity import general_text_tokens, perplexity
 from compoundai.provenance import TRAINING_DISTS, file_sha256, versions
 from compoundai_adapters.artifacts import AdapterManifest, TrainMetrics, save_artifact
 from compoundai_adapters.common import (
@@ -37,6 +35,7 @@ from compoundai_adapters.common import (
     use_bf16,
 )
 from compoundai_adapters.guard import GuardSettings, RewardHackingGuard
+from compoundai_adapters.stage import forgetting_baseline, forgetting_facts
 from compoundai_adapters.trl_runs import (
     fingerprint_callback,
     logged_tokens,
@@ -126,12 +125,8 @@ def run_online_rl(
     bf16 = use_bf16(config, device)
     model, tokenizer = load_model(config.model_copy(update={"lora": None}), ctx, device)
     model.config.use_cache = True  # generation is most of a step: keep the KV cache
-    forgetting_ids, ppl_before = None, None
-    if config.forgetting_texts:  # general-text perplexity of the model the adapter is on
-        forgetting_ids = general_text_tokens(
-            config.forgetting_texts, tokenizer, config.forgetting_tokens
-        )
-        ppl_before = perplexity(model, forgetting_ids, bf16=bf16)
+    # general-text perplexity of the model the adapter is on, as the SFT stage measures it
+    forgetting_ids, ppl_before = forgetting_baseline(config, model, tokenizer, bf16)
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     fingerprint = trainer_fingerprint(config, train_rows)
@@ -201,15 +196,7 @@ def run_online_rl(
         tokens_per_s=round(tokens_this_run / seconds, 1) if seconds else 0.0,
         resumed_from_step=resumed,
     )
-    if forgetting_ids is not None and ppl_before:
-        after = perplexity(trained, forgetting_ids, bf16=bf16)
-        metrics.forgetting = ForgettingFacts(
-            text=config.forgetting_texts,
-            tokens=len(forgetting_ids),
-            perplexity_before=round(ppl_before, 3),
-            perplexity_after=round(after, 3),
-            ratio=round(after / ppl_before, 4),
-        )
+    metrics.forgetting = forgetting_facts(config, trained, forgetting_ids, ppl_before, bf16)
     data = {config.train_file: file_sha256(config.train_file)}
     if config.eval_file:
         data[config.eval_file] = file_sha256(config.eval_file)

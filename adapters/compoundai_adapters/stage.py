@@ -48,12 +48,35 @@ def start_stage(
     bf16 = use_bf16(config, device)
     run = StageRun(config, ctx, model, tokenizer, bf16, Path(config.output_dir))
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    if config.forgetting_texts:
-        run.forgetting_ids = general_text_tokens(
-            config.forgetting_texts, tokenizer, config.forgetting_tokens
-        )
-        run.ppl_before = perplexity(model, run.forgetting_ids, bf16=bf16)
+    run.forgetting_ids, run.ppl_before = forgetting_baseline(config, model, tokenizer, bf16)
     return run
+
+
+def forgetting_baseline(
+    config: TrainSettings, model: Any, tokenizer: Any, bf16: bool
+) -> tuple[list[int] | None, float | None]:
+    """The forgetting check's general-text tokens and the model's perplexity on them before
+    training (None, None when the config names no text)."""
+    if not config.forgetting_texts:
+        return None, None
+    ids = general_text_tokens(config.forgetting_texts, tokenizer, config.forgetting_tokens)
+    return ids, perplexity(model, ids, bf16=bf16)
+
+
+def forgetting_facts(
+    config: TrainSettings, model: Any, ids: list[int] | None, before: float | None, bf16: bool
+) -> ForgettingFacts | None:
+    """The forgetting check after training: perplexity on the same tokens, against `before`."""
+    if ids is None:
+        return None
+    after = perplexity(model, ids, bf16=bf16)
+    return ForgettingFacts(
+        text=config.forgetting_texts,
+        tokens=len(ids),
+        perplexity_before=round(before or 0.0, 3),
+        perplexity_after=round(after, 3),
+        ratio=round(after / before, 4) if before else None,
+    )
 
 
 def finish_stage(
@@ -99,15 +122,9 @@ def finish_stage(
         resumed_from_step=result.resumed_from,
         processes=world,
     )
-    if run.forgetting_ids is not None:
-        after = perplexity(run.model, run.forgetting_ids, bf16=run.bf16)
-        metrics.forgetting = ForgettingFacts(
-            text=config.forgetting_texts,
-            tokens=len(run.forgetting_ids),
-            perplexity_before=round(run.ppl_before or 0.0, 3),
-            perplexity_after=round(after, 3),
-            ratio=round(after / run.ppl_before, 4) if run.ppl_before else None,
-        )
+    metrics.forgetting = forgetting_facts(
+        config, run.model, run.forgetting_ids, run.ppl_before, run.bf16
+    )
     manifest = AdapterManifest(
         stage=getattr(config, "stage", "unknown"),
         base_model=config.model,

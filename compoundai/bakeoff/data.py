@@ -97,14 +97,7 @@ def decision_data(
             raise NoSyntheticDev(
                 "no synthetic dev set: no synthesised question fell in the held-out share"
             )
-        sample = sample_cases(dev, cases, seed, stratify)
-        small = sample_cases(sample, min(first, len(sample)), seed, stratify)
-        note = (
-            f"no dev split: {len(sample)} of {len(dev)} question/answer pairs synthesised from "
-            "the documents (SYNTHETIC: held out of the compound lane's training; the decision "
-            "is only as good as the generator's questions)"
-        )
-        return DecisionData(sample, small, pairs, "synthetic dev", exclude, note)
+        source = "synthetic dev"
     if not dev:
         train = task.split("train")
         if len(train) < 20:
@@ -120,6 +113,12 @@ def decision_data(
     small = sample_cases(sample, min(first, len(sample)), seed, stratify)
     if source == "dev":
         note = f"{len(sample)} of {len(dev)} dev cases"
+    elif source == "synthetic dev":
+        note = (
+            f"no dev split: {len(sample)} of {len(dev)} question/answer pairs synthesised from "
+            "the documents (SYNTHETIC: held out of the compound lane's training; the decision "
+            "is only as good as the generator's questions)"
+        )
     else:
         note = (
             f"no dev split: {len(dev)} training examples were held out as the decision's "

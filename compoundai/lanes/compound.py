@@ -48,6 +48,7 @@ from compoundai.lanes.rag.lane import SYSTEMS, RagLane
 from compoundai.lanes.rag.prompts import PASSAGE_CHARS
 from compoundai.lanes.rag.systems import RetrievingSystem
 from compoundai.provenance import file_sha256
+from compoundai.synth import synthetic_split
 from compoundai.system import NoGenerator
 from compoundai.task import Task
 
@@ -202,16 +203,6 @@ def synthesised_examples(
         )
     record = json.loads((run_dir / "synth.json").read_text(encoding="utf-8"))
     return examples, record
-
-
-def synthetic_split(examples: list[Example]) -> tuple[list[Example], list[Example]]:
-    """(train, dev) of synthesised examples: the synthetic dev set of a task without a dev
-    split (`compoundai.synth.is_synthetic_dev`) is never trained on."""
-    from compoundai.synth import is_synthetic_dev
-
-    held = [is_synthetic_dev(e.id) for e in examples]
-    train = [e for e, h in zip(examples, held, strict=True) if not h]
-    return train, [e for e, h in zip(examples, held, strict=True) if h]
 
 
 def synthetic_dev(task: Task, ctx: RunContext) -> list[Example]:

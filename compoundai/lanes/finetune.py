@@ -42,7 +42,7 @@ from compoundai.lanes.finetune_data import (
     _train_cached,
     _weights_key,
     distill_rows,
-    general_text,
+    forgetting_check,
     grpo_adapter,
     rlhf_adapter,
     sample_rows,
@@ -206,8 +206,7 @@ class FinetuneLane:
             tokens_per_batch=settings.tokens_per_batch,
             max_seq_len=settings.max_seq_len,
             seed=settings.seed,
-            forgetting_texts=general_text(),
-            forgetting_tokens=8000,
+            **forgetting_check(),
         )
         adapter = _train_cached(
             run_dir, lambda resume: run_pretrain(config, ctx, resume=resume), ctx
@@ -258,8 +257,7 @@ class FinetuneLane:
             tokens_per_batch=task.spec.finetune.tokens_per_batch,
             max_seq_len=task.spec.finetune.max_seq_len,
             on_long_rows="skip",
-            forgetting_texts=general_text(),
-            forgetting_tokens=8000,
+            **forgetting_check(),
         )
         adapter = _train_cached(run_dir, lambda resume: run_dpo(config, ctx, resume=resume), ctx)
         stamp(adapter, fingerprint=f"dpo-{key}", serving_base=str(merged))
@@ -340,8 +338,7 @@ def train_sft_adapter(
         max_seq_len=settings.max_seq_len,
         on_long_rows="skip",
         seed=settings.seed,
-        forgetting_texts=general_text(),
-        forgetting_tokens=8000,
+        **forgetting_check(),
     )
     adapter = _train_cached(run_dir, lambda resume: run_sft(config, ctx, resume=resume), ctx)
     stamp(adapter, fingerprint=f"{tag}-{key}")

@@ -202,10 +202,9 @@ def synthesised_qa(task: Task, ctx: RunContext, run_dir: Path) -> Path:
     write_pairs(run_dir / "pairs.jsonl", pairs)
     record: dict[str, Any] = {**report.contract(), "seconds": report.seconds}
     if not task.split("dev"):  # the synthetic dev set decides: never trained on
-        from compoundai.synth import is_synthetic_dev
+        from compoundai.synth import synthetic_split
 
-        held = [p for p in pairs if is_synthetic_dev(p.id)]
-        pairs = [p for p in pairs if not is_synthetic_dev(p.id)]
+        pairs, held = synthetic_split(pairs)
         record["held_out_as_dev"] = len(held)
     (run_dir / "synth.json").write_text(json.dumps(record) + "\n", encoding="utf-8")
     write_jsonl(out, [{"text": f"Question: {p.question}\nAnswer: {p.answer}"} for p in pairs])
@@ -240,9 +239,10 @@ def general_text() -> str | None:
     return str(path) if path.is_file() else None
 
 
-def _forgetting_check() -> dict[str, Any]:
-    """The RL stages' forgetting check, as the SFT stage's: general-text perplexity of the
-    merged SFT model before and after (the lane chains it back to the original base)."""
+def forgetting_check() -> dict[str, Any]:
+    """Every local stage's forgetting check (config fields): general-text perplexity of the
+    model under the adapter before and after (a stage over the merged SFT model is chained
+    back to the original base by the lane)."""
     text = general_text()
     return {"forgetting_texts": text, "forgetting_tokens": 8000} if text else {}
 
@@ -267,7 +267,7 @@ def grpo_adapter(
         metrics,
         answer_len,
         task.json_schema,
-        bool(_forgetting_check()),
+        bool(forgetting_check()),
     )
     run_dir, merged, train_file = stage_on_sft(
         task, ctx, "grpo", key, sft_adapter, "prompts.jsonl", prompts
@@ -300,7 +300,7 @@ def grpo_adapter(
         max_steps=settings.max_steps,
         lora={"rank": task.spec.finetune.lora_rank, "alpha": 2 * task.spec.finetune.lora_rank},
         seed=task.spec.finetune.seed,
-        **_forgetting_check(),
+        **forgetting_check(),
     )
     adapter = _train_cached(run_dir, lambda resume: run_grpo(config, ctx, resume=resume), ctx)
     stamp(adapter, fingerprint=f"grpo-{key}", serving_base=str(merged))
@@ -360,7 +360,7 @@ def rlhf_adapter(task: Task, ctx: RunContext, sft_adapter: Path, system: str) ->
         _weights_key(reward),
         settings.model_dump(),
         answer_len,
-        bool(_forgetting_check()),
+        bool(forgetting_check()),
     )
     run_dir, merged, train_file = stage_on_sft(
         task, ctx, "rlhf", key, sft_adapter, "prompts.jsonl", rows
@@ -382,7 +382,7 @@ def rlhf_adapter(task: Task, ctx: RunContext, sft_adapter: Path, system: str) ->
         max_seq_len=task.spec.finetune.max_seq_len,
         lora=lora,
         seed=seed,
-        **_forgetting_check(),
+        **forgetting_check(),
     )
     adapter = _train_cached(run_dir, lambda resume: run_rloo(config, ctx, resume=resume), ctx)
     stamp(adapter, fingerprint=f"rlhf-{key}", serving_base=str(merged))
