@@ -70,3 +70,29 @@ def test_token_trie_shares_prefixes():
     assert tokens == [5, 6, 7, 8, 9]
     assert paths == [[0, 1, 2], [0, 1, 3], [4]]
     assert parents == [-1, 0, 1, 1, -1] and depths == [0, 1, 2, 2, 0]
+
+
+def test_tree_scoring_through_a_lora_adapter_equals_scoring_alone(tmp_path, monkeypatch):
+    """The fine-tuned lanes score through PEFT: the `tree_attention` flag and `logits_to_keep`
+    must reach the base model, and the adapter must change what is scored."""
+    from peft import LoraConfig, get_peft_model
+
+    model, tok = tiny_causal_lm(CORPUS * 5)
+    lora = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, lora).save_pretrained(tmp_path / "adapter")
+    base, _ = tiny_causal_lm(CORPUS * 5)
+    gen = LocalGenerator.from_model(base, tok)
+    gen._setup(base, tok, tmp_path / "adapter")
+    assert gen._tree_attention
+    labels = ["card", "card_arrival", "transfer", "top_up"]
+    prompt = chat("my card has not arrived", "Pick a label.\ncard\ntransfer")
+    want = [naive_score(gen, prompt, lab) for lab in labels]
+    from compoundai.generators import tree_attention
+
+    calls = []
+    stacked = tree_attention._stacked_mask
+    monkeypatch.setattr(tree_attention, "_stacked_mask", lambda *a: calls.append(1) or stacked(*a))
+    assert gen.score(prompt, labels) == pytest.approx(want, abs=1e-4)
+    assert calls  # the batched-matmul path ran, not SDPA
+    plain = LocalGenerator.from_model(tiny_causal_lm(CORPUS * 5)[0], tok)
+    assert plain.score(prompt, labels) != pytest.approx(want, abs=1e-3)

@@ -11,8 +11,10 @@ about one forward pass instead of 77.
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from compoundai.chat import render_chat
 from compoundai.context import RunContext
 from compoundai.errors import RunTimeFailure, UserInputError
 from compoundai.generators.base import Chat, Generation, GenerationConfig
+from compoundai.generators.tree_attention import use_tree_attention
 from compoundai.hardware import loading_bars, pick_dtype, quiet_peft
 from compoundai.models import ModelStore
 
@@ -112,7 +115,11 @@ class LocalGenerator:
         tokenizer.padding_side = "left"
         self.eos_token = tokenizer.eos_token or ""
         self._prefix_caches: dict[tuple[int, ...], Any] = {}
-        params = inspect.signature(self.model.forward).parameters
+        self._score_lock = threading.Lock()
+        self._trie_cache: _Trie | None = None
+        self._tree_attention = use_tree_attention(self.model)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else model
+        params = inspect.signature(base.forward).parameters  # PEFT's forward takes **kwargs
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     # -- prompts ---------------------------------------------------------------------------
@@ -200,57 +207,89 @@ class LocalGenerator:
     def score(self, prompt: Chat, continuations: Sequence[str]) -> list[float]:
         """Log-probability of each continuation (plus the end-of-turn token) after `prompt`.
 
-        Two savings make choosing among many labels cheap. The system message (instructions
+        Three savings make choosing among many labels cheap. The system message (instructions
         and label list, identical for every case) is run once and its key/value cache reused.
         The continuations are merged into a token trie and scored in one forward pass with a
         tree attention mask: each trie node sees the prompt and its own ancestors, so shared
-        label prefixes (`card_`, `top_up_`) are computed once. Ending each continuation with
+        label prefixes (`card_`, `top_up_`) are computed once. And that pass runs its
+        attention as plain batched matmuls (`tree_attention`) and projects onto the
+        vocabulary only the positions that predict a trie node. Ending each continuation with
         the end-of-turn token makes a label's score that of the whole answer, so `card`
         cannot win over `card_arrival` by being its prefix.
         """
         import torch
 
-        tok = self.tokenizer
-        prompt_ids = tok(self.render(prompt), add_special_tokens=False)["input_ids"]
-        prefix_ids, cache = self._prefix_cache(prompt, prompt_ids)
-        rest = prompt_ids[len(prefix_ids) :]
-        paths, node_tok, node_parent, node_depth = _token_trie(
-            [tok(c + self.eos_token, add_special_tokens=False)["input_ids"] for c in continuations]
-        )
-        s, r, n = len(prefix_ids), len(rest), len(node_tok)
-        allowed = torch.zeros((r + n, s + r + n), dtype=torch.bool)
-        allowed[:r, : s + r] = torch.tril(torch.ones((r, s + r), dtype=torch.bool), diagonal=s)
-        allowed[r:, : s + r] = True
-        for i, parent in enumerate(node_parent):
-            if parent >= 0:
-                allowed[r + i, s + r : s + r + n] = allowed[r + parent, s + r : s + r + n]
-            allowed[r + i, s + r + i] = True
-        mask = torch.zeros(allowed.shape, dtype=self.dtype)
-        mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
-        positions = list(range(s, s + r)) + [s + r + d for d in node_depth]
-        kwargs: dict[str, Any] = {
-            "input_ids": torch.tensor([rest + node_tok], device=self.device),
-            "position_ids": torch.tensor([positions], device=self.device),
-            "attention_mask": mask[None, None].to(self.device),
-        }
-        if cache is not None:
-            kwargs[self._cache_kw] = cache
-        with torch.inference_mode():
-            logits = self.model(**kwargs).logits[0]
-        # Node i is predicted by its parent's position, or by the prompt's last token.
-        rows = torch.tensor([r - 1 if p < 0 else r + p for p in node_parent], device=self.device)
-        logp = torch.log_softmax(logits[rows].float(), dim=-1)
-        node_lp = logp.gather(1, torch.tensor(node_tok, device=self.device)[:, None])[:, 0]
-        return [float(node_lp[path].sum()) for path in paths]
+        prompt_ids = self.tokenizer(self.render(prompt), add_special_tokens=False)["input_ids"]
+        trie = self._trie(tuple(continuations))
+        node_tok = trie.tokens
+        with self._score_lock:
+            prefix_ids, cache = self._prefix_cache(prompt, prompt_ids)
+            rest = prompt_ids[len(prefix_ids) :]
+            s, r, n = len(prefix_ids), len(rest), len(node_tok)
+            allowed = torch.zeros((r + n, s + r + n), dtype=torch.bool)
+            allowed[:r, : s + r] = torch.tril(torch.ones((r, s + r), dtype=torch.bool), diagonal=s)
+            allowed[r:, : s + r] = True
+            allowed[r:, s + r :] = trie.tree
+            mask = torch.zeros(allowed.shape, dtype=self.dtype)
+            mask.masked_fill_(~allowed, torch.finfo(self.dtype).min)
+            # Node i is predicted by its parent's position, or by the prompt's last token; each
+            # such position is projected onto the vocabulary once.
+            rows = [r - 1 if p < 0 else r + p for p in trie.parents]
+            keep = sorted(set(rows))
+            where = {row: k for k, row in enumerate(keep)}
+            kwargs: dict[str, Any] = {
+                "input_ids": torch.tensor([rest + node_tok], device=self.device),
+                "position_ids": torch.tensor(
+                    [list(range(s, s + r)) + [s + r + d for d in trie.depths]], device=self.device
+                ),
+                "attention_mask": mask[None, None].to(self.device),
+                "logits_to_keep": torch.tensor(keep, device=self.device),
+            }
+            if self._tree_attention:
+                kwargs["tree_attention"] = True
+            if cache is not None:
+                kwargs[self._cache_kw] = cache
+            try:
+                with torch.inference_mode():
+                    logits = self.model(**kwargs).logits[0]
+            except BaseException:
+                self._prefix_caches.clear()  # a half-updated cache must not be reused
+                raise
+            if cache is not None:
+                cache.crop(-(r + n))  # back to the system prefix, for the next case
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        picked = torch.tensor([where[row] for row in rows], device=self.device)
+        node_lp = logp[picked, torch.tensor(node_tok, device=self.device)]
+        return [float(node_lp[path].sum()) for path in trie.paths]
+
+    def _trie(self, continuations: tuple[str, ...]) -> _Trie:
+        """The continuations' token trie with its node-to-node tree mask, built once per label
+        set (a run scores one set)."""
+        import torch
+
+        if self._trie_cache is None or self._trie_cache.continuations != continuations:
+            tok = self.tokenizer
+            ids = [
+                tok(c + self.eos_token, add_special_tokens=False)["input_ids"]
+                for c in continuations
+            ]
+            paths, tokens, parents, depths = _token_trie(ids)
+            tree = torch.zeros((len(tokens), len(tokens)), dtype=torch.bool)
+            for i, parent in enumerate(parents):
+                if parent >= 0:
+                    tree[i] = tree[parent]  # a node sees its ancestors ...
+                tree[i, i] = True  # ... and itself
+            self._trie_cache = _Trie(continuations, paths, tokens, parents, depths, tree)
+        return self._trie_cache
 
     def _prefix_cache(self, chat: Chat, prompt_ids: list[int]) -> tuple[list[int], Any]:
-        """The system message's token ids and a private copy of its key/value cache.
+        """The system message's token ids and its key/value cache (one kept: a run shares a
+        single system prompt). `score` crops the cache back to the prefix after each use
+        (under `_score_lock`), so it is never copied.
 
         Returns `([], None)` when the chat has no system message or it does not tokenise as a
         prefix of the prompt (then the whole prompt is simply run).
         """
-        import copy
-
         import torch
 
         if not chat or chat[0]["role"] != "system" or len(chat) < 2:
@@ -265,9 +304,9 @@ class LocalGenerator:
                 out = self.model(
                     input_ids=torch.tensor([prefix_ids], device=self.device), use_cache=True
                 )
-            self._prefix_caches.clear()  # keep one: a run shares a single system prompt
+            self._prefix_caches.clear()
             self._prefix_caches[key] = getattr(out, "cache", None) or out.past_key_values
-        return prefix_ids, copy.deepcopy(self._prefix_caches[key])
+        return prefix_ids, self._prefix_caches[key]
 
     def _progress(self, items: list[Any], desc: str, total_items: int) -> Any:
         if not self.ctx.progress or len(items) <= 1:
@@ -275,6 +314,18 @@ class LocalGenerator:
         from tqdm.auto import tqdm
 
         return tqdm(items, desc=f"{desc} ({total_items} prompts)", unit="batch", leave=False)
+
+
+@dataclass(frozen=True)
+class _Trie:
+    """`_token_trie`'s result for one label set, with the tree mask among its nodes."""
+
+    continuations: tuple[str, ...]
+    paths: list[list[int]]
+    tokens: list[int]
+    parents: list[int]
+    depths: list[int]
+    tree: Any  # (nodes, nodes) bool tensor: node i sees node j
 
 
 def _token_trie(
