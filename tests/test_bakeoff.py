@@ -149,6 +149,40 @@ def test_the_first_rung_tries_each_setting_and_keeps_the_better(banking, tmp_pat
     assert chosen["learning_rate"] in (1e-3, 2e-3)
 
 
+def test_the_second_sft_lane_takes_the_settings_the_first_one_chose(banking, tmp_path):
+    ctx = _fake_ctx(tmp_path, banking)
+    sft = ScriptedTrainer("finetune/sft", base=0.3, gain=0.2)
+    compound = ScriptedTrainer("compound", base=0.3, gain=0.2)
+    compound.family = "compound"
+    grid = [{"learning_rate": 1e-3}, {"learning_rate": 2e-3, "tokens_per_batch": 1024}]
+    decision = BakeOff(
+        banking,
+        ctx,
+        lane_objects=[*_cheap(), sft, compound],
+        budget_minutes=None,
+        settings_grid=grid,
+    ).run()
+    rungs = [e for e in decision.evidence if e.stage == "rung" and e.value is not None]
+    first_sft = [e for e in rungs if e.lane.startswith("finetune/sft@")][:2]
+    assert [e.settings for e in first_sft] == grid
+    chosen = max(first_sft, key=lambda e: e.value).settings
+    first_compound = [e for e in rungs if e.lane.startswith("compound@")][:1]
+    assert [e.settings for e in first_compound] == [chosen]
+    assert len([e for e in rungs if e.lane.startswith("compound@") and e.data_share == 0.125]) == 1
+    assert any("as chosen on finetune/sft" in e.note for e in decision.evidence)
+    # without sharing, each lane searches the grid itself
+    alone = BakeOff(
+        banking,
+        _fake_ctx(tmp_path / "b", banking),
+        lane_objects=[*_cheap(), sft, compound],
+        budget_minutes=None,
+        settings_grid=grid,
+        share_settings=False,
+    ).run()
+    again = [e for e in alone.evidence if e.lane.startswith("compound@") and e.value is not None]
+    assert [e.settings for e in again[:2]] == grid
+
+
 def _without_dev(tmp_path: Path) -> Path:
     spec = yaml.safe_load(BANKING.read_text())
     data = BANKING.parent / "data"

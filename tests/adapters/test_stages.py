@@ -281,3 +281,28 @@ def test_micro_batches_give_the_whole_batch_gradient(tiny_model_dir):
     assert all(
         torch.allclose(a, b, atol=1e-6, rtol=1e-4) for a, b in zip(whole, accumulated, strict=True)
     )
+
+
+def test_the_perplexity_before_training_is_measured_once_per_base(
+    tmp_path, tiny_model_dir, sft_rows, ctx, monkeypatch
+):
+    """A fresh LoRA adapter leaves the base's outputs unchanged, so a second stage on the same
+    base reuses the first one's baseline: the same number, one measurement fewer."""
+    from compoundai_adapters import stage
+
+    write_jsonl(tmp_path / "train.jsonl", sft_rows)
+    (tmp_path / "general.txt").write_text("the bank sent my card to the wrong address. " * 40)
+    calls = []
+    measure = stage.perplexity
+    monkeypatch.setattr(stage, "perplexity", lambda *a, **k: calls.append(1) or measure(*a, **k))
+    kw = dict(max_steps=1, forgetting_texts=str(tmp_path / "general.txt"), forgetting_tokens=200)
+    kw["train_file"] = str(tmp_path / "train.jsonl")
+    outs = [run_sft(sft_config(tmp_path / name, tiny_model_dir, **kw), ctx) for name in ("a", "b")]
+    facts = [json.loads((o / "manifest.json").read_text())["metrics"]["forgetting"] for o in outs]
+    assert facts[0]["perplexity_before"] == facts[1]["perplexity_before"]
+    assert len(calls) == 3  # before (once), after, after
+    # a fresh measurement agrees with the reused one
+    stage._BASELINES.clear()
+    again = run_sft(sft_config(tmp_path / "c", tiny_model_dir, **kw), ctx)
+    fresh = json.loads((again / "manifest.json").read_text())["metrics"]["forgetting"]
+    assert fresh["perplexity_before"] == facts[1]["perplexity_before"]
