@@ -57,6 +57,14 @@ def naive_label_scores(gen: LocalGenerator, chat: list[dict[str, str]], labels: 
     return scores
 
 
+def timed_choices(score, chats: list, labels: list[str]) -> tuple[list[str], float]:
+    """The best-scoring label of each chat under `score(chat, labels)`, and the seconds taken."""
+    started = time.perf_counter()
+    scores = (score(chat, labels) for chat in chats)
+    picks = [labels[max(range(len(labels)), key=s.__getitem__)] for s in scores]
+    return picks, time.perf_counter() - started
+
+
 def agreement(a: list, b: list) -> float:
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
@@ -88,31 +96,19 @@ def main() -> None:
     chats = PromptLane(shots=args.shots).build(task, ctx).prompts([c.input for c in cases])
 
     n_base = min(len(chats), args.baseline_cases or len(chats))
-    started = time.perf_counter()
-    base_pred = [
-        labels[max(range(len(labels)), key=s.__getitem__)]
-        for s in (naive_label_scores(fp32, chat, labels) for chat in chats[:n_base])
-    ]
-    base_s = (time.perf_counter() - started) * len(chats) / n_base  # per case, scaled
+    base_pred, base_s = timed_choices(
+        lambda chat, labs: naive_label_scores(fp32, chat, labs), chats[:n_base], labels
+    )
+    base_s *= len(chats) / n_base  # per case, scaled
 
     ours = LocalGenerator(ctx=ctx)  # dtype picked by compoundai
     ours.score(chats[0], labels)  # warm the system-prompt cache, as a run does once
-    started = time.perf_counter()
-    our_pred = [
-        labels[max(range(len(labels)), key=s.__getitem__)]
-        for s in (ours.score(chat, labels) for chat in chats)
-    ]
-    ours_s = time.perf_counter() - started
+    our_pred, ours_s = timed_choices(ours.score, chats, labels)
 
     # the same scoring with the tree pass's attention on transformers' SDPA kernel instead
     ours._tree_attention = False
     ours.score(chats[0], labels)
-    started = time.perf_counter()
-    sdpa_pred = [
-        labels[max(range(len(labels)), key=s.__getitem__)]
-        for s in (ours.score(chat, labels) for chat in chats)
-    ]
-    sdpa_s = time.perf_counter() - started
+    sdpa_pred, sdpa_s = timed_choices(ours.score, chats, labels)
     ours._tree_attention = True
 
     gold = [c.output for c in cases]

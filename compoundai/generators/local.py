@@ -118,7 +118,8 @@ class LocalGenerator:
         self._score_lock = threading.Lock()
         self._trie_cache: _Trie | None = None
         self._tree_attention = use_tree_attention(self.model)
-        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else model
+        model = self.model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
         params = inspect.signature(base.forward).parameters  # PEFT's forward takes **kwargs
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
