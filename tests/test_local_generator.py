@@ -83,6 +83,10 @@ def test_tree_scoring_through_a_lora_adapter_equals_scoring_alone(tmp_path, monk
     base, _ = tiny_causal_lm(CORPUS * 5)
     gen = LocalGenerator.from_model(base, tok)
     gen._setup(base, tok, tmp_path / "adapter")
+    assert not gen._tree_attention  # an fp32 model keeps SDPA, the faster kernel in fp32
+    from compoundai.generators.tree_attention import use_tree_attention
+
+    gen._tree_attention = use_tree_attention(gen.model)  # as a bf16 model has it
     assert gen._tree_attention
     labels = ["card", "card_arrival", "transfer", "top_up"]
     prompt = chat("my card has not arrived", "Pick a label.\ncard\ntransfer")

@@ -22,7 +22,7 @@ from compoundai.chat import render_chat
 from compoundai.context import RunContext
 from compoundai.errors import RunTimeFailure, UserInputError
 from compoundai.generators.base import Chat, Generation, GenerationConfig
-from compoundai.generators.tree_attention import use_tree_attention
+from compoundai.generators.tree_attention import pays_off, use_tree_attention
 from compoundai.hardware import loading_bars, pick_dtype, quiet_peft
 from compoundai.models import ModelStore
 
@@ -117,7 +117,7 @@ class LocalGenerator:
         self._prefix_caches: dict[tuple[int, ...], Any] = {}
         self._score_lock = threading.Lock()
         self._trie_cache: _Trie | None = None
-        self._tree_attention = use_tree_attention(self.model)
+        self._tree_attention = pays_off(self.model) and use_tree_attention(self.model)
         model = self.model
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         params = inspect.signature(base.forward).parameters  # PEFT's forward takes **kwargs
@@ -213,11 +213,11 @@ class LocalGenerator:
         The continuations are merged into a token trie and scored in one forward pass with a
         tree attention mask: each trie node sees the prompt and its own ancestors, so shared
         label prefixes (`card_`, `top_up_`) are computed once, and leaves (the end-of-turn
-        tokens) are read from their parents' rows without being run. And that pass runs its
-        attention as plain batched matmuls (`tree_attention`) and projects onto the
-        vocabulary only the positions that predict a trie node. Ending each continuation with
-        the end-of-turn token makes a label's score that of the whole answer, so `card`
-        cannot win over `card_arrival` by being its prefix.
+        tokens) are read from their parents' rows without being run. And that pass projects
+        onto the vocabulary only the positions that predict a trie node, and for a model in
+        bf16 runs its attention as plain batched matmuls (`tree_attention`). Ending each
+        continuation with the end-of-turn token makes a label's score that of the whole
+        answer, so `card` cannot win over `card_arrival` by being its prefix.
         """
         import torch
 

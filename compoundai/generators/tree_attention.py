@@ -6,7 +6,9 @@ project's 2-core AMX CPU, PyTorch's SDPA kernel took 11.9 ms per layer for that 
 bf16, and a plain `baddbmm` + softmax + `bmm` in bf16 5.1 ms; with 30 layers that was a third
 of every label choice, and label choice is most of `make run`'s time.
 `benchmarks/bench_generate.py` measures the whole `score` call both ways
-(`tree_attention_gain`).
+(`tree_attention_gain`). In fp32, on a 2-core AMD EPYC without AVX-512, the same comparison
+went the other way (0.88x: SDPA's fp32 kernel is the better one), so `score` takes this
+path only for a model in bf16 (`pays_off`).
 
 Only a call that passes `tree_attention=True` takes this path (the scoring pass, which
 always brings its own 4D mask); everything else, generation included, goes to transformers'
@@ -77,6 +79,15 @@ def _stacked_mask(
     out = out.reshape(batch * kv_heads, groups * q_len, kv_len)
     _last_mask = (key, out, mask)  # holding `mask` keeps its data_ptr from being reused
     return out
+
+
+def pays_off(model: Any) -> bool:
+    """Whether this path is the faster one for `model`: in bf16 (measured 2.3x SDPA's kernel
+    per layer on AMX), not in fp32 (0.88x for the whole `score` call; see the docstring)."""
+    import torch
+
+    param = next(iter(model.parameters()), None)
+    return param is not None and param.dtype == torch.bfloat16
 
 
 def use_tree_attention(model: Any) -> bool:
