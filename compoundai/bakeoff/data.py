@@ -116,8 +116,9 @@ def decision_data(
     elif source == "synthetic dev":
         note = (
             f"no dev split: {len(sample)} of {len(dev)} question/answer pairs synthesised from "
-            "the documents (SYNTHETIC: held out of the compound lane's training; the decision "
-            "is only as good as the generator's questions)"
+            "the documents (SYNTHETIC: held out of the training of every lane that trains on "
+            "synthesised pairs, compound and finetune/qa+sft; the decision is only as good "
+            "as the generator's questions)"
         )
     else:
         note = (

@@ -7,7 +7,7 @@ bf16, and a plain `baddbmm` + softmax + `bmm` in bf16 5.1 ms; with 30 layers tha
 of every label choice, and label choice is most of `make run`'s time.
 `benchmarks/bench_generate.py` measures the whole `score` call both ways
 (`tree_attention_gain`). In fp32, on a 2-core AMD EPYC without AVX-512, the same comparison
-went the other way (0.88x: SDPA's fp32 kernel is the better one), so `score` takes this
+went the other way (0.88-0.91x: SDPA's fp32 kernel is the better one), so `score` takes this
 path only for a model in bf16 (`pays_off`).
 
 Only a call that passes `tree_attention=True` takes this path (the scoring pass, which
@@ -83,7 +83,7 @@ def _stacked_mask(
 
 def pays_off(model: Any) -> bool:
     """Whether this path is the faster one for `model`: in bf16 (measured 2.3x SDPA's kernel
-    per layer on AMX), not in fp32 (0.88x for the whole `score` call; see the docstring)."""
+    per layer on AMX), not in fp32 (0.88-0.91x for the whole `score` call; see the docstring)."""
     import torch
 
     param = next(iter(model.parameters()), None)
