@@ -79,7 +79,14 @@ def test_cli_run_banking_with_real_models(tmp_path, real_ctx):
     # (1/77) and above zero-shot, on 12 stratified test cases.
     assert few["value"] >= 0.5
     assert few["value"] >= zero["value"]
-    assert report["winner"] == "prompt/5-shot"
+    # the task's 2 s p95 budget: on a CPU without bf16 (fp32) 5-shot's longer prompt can break
+    # it, and then the verdict must say so and not name it the winner
+    excluded = report["verdict"]["excluded"]
+    if "prompt/5-shot" in excluded:
+        assert "p95 latency" in excluded["prompt/5-shot"]
+        assert report["winner"] != "prompt/5-shot"
+    else:
+        assert report["winner"] == "prompt/5-shot"
     # the harness's other outputs, from the same run: paired difference, flips, verdict, HTML
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     diff = next(d for d in report["comparisons"] if d["metric"] == "accuracy")

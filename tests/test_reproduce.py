@@ -1,6 +1,6 @@
 """`scripts/reproduce.sh --quick`, the smoke test of the results page's pipeline: all four
 examples through the real CLI with the real small models (a few cases, the lanes that need no
-training), then `scripts/results_page.py` over their reports."""
+training, decided by the rules), then `scripts/results_page.py` over their reports."""
 
 from __future__ import annotations
 
