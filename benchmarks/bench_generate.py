@@ -105,13 +105,26 @@ def main() -> None:
 
     ours = LocalGenerator(ctx=ctx)  # dtype picked by compoundai
     default = ours._tree_attention
-    # the tree pass's attention as batched matmuls, then on transformers' SDPA kernel
-    ours._tree_attention = use_tree_attention(ours.model)
-    ours.score(chats[0], labels)  # warm the system-prompt cache, as a run does once
-    tree_pred, tree_s = timed_choices(ours.score, chats, labels)
-    ours._tree_attention = False
-    ours.score(chats[0], labels)
-    sdpa_pred, sdpa_s = timed_choices(ours.score, chats, labels)
+    # the tree pass's attention as batched matmuls and on transformers' SDPA kernel, the two
+    # taking turns case by case (which goes first alternates), so that a machine getting
+    # slower or faster during the run does not favour either
+    use_tree_attention(ours.model)
+
+    def attention(tree: bool):
+        def score(chat, labs):
+            ours._tree_attention = tree
+            return ours.score(chat, labs)
+
+        return score
+
+    for tree in (True, False):
+        attention(tree)(chats[0], labels)  # warm the system-prompt cache, as a run does once
+    tree_pred, sdpa_pred, tree_s, sdpa_s = [], [], 0.0, 0.0
+    for i, chat in enumerate(chats):
+        for tree in (True, False) if i % 2 == 0 else (False, True):
+            (pick,), took = timed_choices(attention(tree), [chat], labels)
+            (tree_pred if tree else sdpa_pred).append(pick)
+            tree_s, sdpa_s = (tree_s + took, sdpa_s) if tree else (tree_s, sdpa_s + took)
     ours._tree_attention = default
     our_pred, ours_s = (tree_pred, tree_s) if default else (sdpa_pred, sdpa_s)
 
