@@ -119,13 +119,15 @@ def main() -> None:
 
     for tree in (True, False):
         attention(tree)(chats[0], labels)  # warm the system-prompt cache, as a run does once
-    tree_pred, sdpa_pred, tree_s, sdpa_s = [], [], 0.0, 0.0
+    picks: dict[bool, list[str]] = {True: [], False: []}
+    seconds = {True: 0.0, False: 0.0}
     for i, chat in enumerate(chats):
         for tree in (True, False) if i % 2 == 0 else (False, True):
             (pick,), took = timed_choices(attention(tree), [chat], labels)
-            (tree_pred if tree else sdpa_pred).append(pick)
-            tree_s, sdpa_s = (tree_s + took, sdpa_s) if tree else (tree_s, sdpa_s + took)
+            picks[tree].append(pick)
+            seconds[tree] += took
     ours._tree_attention = default
+    tree_pred, sdpa_pred, tree_s, sdpa_s = picks[True], picks[False], seconds[True], seconds[False]
     our_pred, ours_s = (tree_pred, tree_s) if default else (sdpa_pred, sdpa_s)
 
     gold = [c.output for c in cases]
