@@ -222,7 +222,9 @@ def _report_options(default_lanes: str | None, lanes_help: str) -> Callable[[F],
             "--no-cache", is_flag=True, help="Regenerate every answer (ignore OUT_DIR/cache)."
         )(fn)
         fn = click.option(
-            "--limit", type=int, help="Evaluate a label-stratified sample of N held-out cases."
+            "--limit",
+            type=int,
+            help="Evaluate a label-stratified sample of N held-out cases (and N preference pairs).",
         )(fn)
         fn = click.option(
             "--budget-minutes",

@@ -18,10 +18,12 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from compoundai.contract import ABSTAIN_TEXT
 from compoundai.errors import Problem
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -204,11 +206,11 @@ def sample_cases(
     ['a', 'b']
     """
     cases = list(cases)
+    if not stratify:
+        return sample_items(cases, limit, seed)
     if limit is None or limit >= len(cases):
         return cases
     rng = random.Random(seed)
-    if not stratify:
-        return sorted(rng.sample(cases, limit), key=cases.index)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, case in enumerate(cases):
         groups[str(case.output)].append(i)
@@ -222,6 +224,18 @@ def sample_cases(
         take[k] += 1
     chosen = sorted(i for k, members in groups.items() for i in members[: take[k]])
     return [cases[i] for i in chosen]
+
+
+def sample_items(items: Sequence[T], limit: int | None, seed: int = 0) -> list[T]:
+    """`limit` items drawn with `seed`, in their original order (all of them without a limit).
+
+    >>> sample_items(list("abcdef"), 3, seed=1)
+    ['a', 'b', 'e']
+    """
+    items = list(items)
+    if limit is None or limit >= len(items):
+        return items
+    return sorted(random.Random(seed).sample(items, limit), key=items.index)
 
 
 def write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from compoundai.context import RunContext
-from compoundai.data import sample_cases
+from compoundai.data import sample_cases, sample_items
 from compoundai.errors import UserInputError
 from compoundai.lanes import Lane, LaneFailure, build_lanes, lanes_for
 from compoundai.lanes.rungs import PlannedLane, TrainingPlan, is_training
@@ -98,7 +98,13 @@ def run_task(
     limit = limit or spec.evaluation.limit
     stratify = spec.output.type == "labels"
     cases = sample_cases(held_out, limit, spec.evaluation.seed, stratify)
-    pairs = task.preferences.get("test") or task.preferences.get("dev") or []
+    # `--limit` bounds every per-item measurement of a lane: preference pairs are cut the same
+    # way (hh_preferences' pairs are its test rows, so the same seed picks the same rows)
+    pairs = sample_items(
+        task.preferences.get("test") or task.preferences.get("dev") or [],
+        limit,
+        spec.evaluation.seed,
+    )
 
     task_profile = profile(task, ctx)
     if decision is None:

@@ -3,8 +3,10 @@ import json
 from click.testing import CliRunner
 
 from compoundai.cli import cli
+from compoundai.data import sample_items
 from compoundai.run import run_task
 from compoundai.task import load_task
+from compoundai.testing import FakeGenerator
 from tests.conftest import BANKING, label_echo_generator
 
 
@@ -69,6 +71,22 @@ def test_same_cases_and_prompts_for_every_lane(fake_ctx, tmp_path):
     run_task(task, tmp_path / "o", lanes=["prompt"], limit=20, ctx=fake_ctx, mode="rules")
     queries = [c[-1]["content"] for c in gen.calls]
     assert queries[:20] == queries[20:40]
+
+
+def test_limit_cuts_the_preference_pairs_to_the_same_rows(fake_ctx, tmp_path):
+    # hh_preferences' pairs are its test rows: `--limit 5` scores 5 pairs (was all 60, which
+    # made a 4-case smoke run of it take minutes), the same rows as the 5 answered cases
+    task = load_task(BANKING.parent.parent / "hh_preferences" / "task.yaml")
+    fake_ctx.clients["generator"] = FakeGenerator(default="ok", scores=lambda chat, c: -len(c))
+    out = tmp_path / "o"
+    report = run_task(task, out, lanes=["prompt"], limit=5, ctx=fake_ctx, mode="rules")
+    data = json.loads((out / "report.json").read_text())
+    assert data["cases"]["preference_pairs"] == 5
+    lane = next(lane for lane in report.lanes if lane.name == "prompt/zero-shot")
+    assert lane.metrics["preference_accuracy"].n == 5
+    answered = {r["id"] for r in map(json.loads, (out / "predictions.jsonl").open())}
+    cut = sample_items(task.preferences["test"], 5, task.spec.evaluation.seed)
+    assert len(answered) == 5 and answered == {p.id for p in cut}
 
 
 def test_cli_compare_unknown_lane_is_a_user_error(tmp_path):
