@@ -17,7 +17,7 @@ import pytest
 from compoundai.context import RunContext
 from compoundai.errors import UserInputError
 from compoundai.testing import HashEmbedder
-from compoundai_retrievers.chunking import ChunkingConfig
+from compoundai_retrievers.chunking import ChunkingConfig, content_hash
 from compoundai_retrievers.embedders import OpenAIEmbedder, make_embedder
 from compoundai_retrievers.index import ChromaIndex
 from compoundai_retrievers.ingest import ingest
@@ -87,6 +87,29 @@ def test_offsets_move_without_reembedding(open_index: Opener, tmp_path: Path) ->
     assert emb.texts == 3
     starts = {h.text: h.metadata["start"] for h in search(index, ["fact"], k=5, mode="bm25")[0]}
     assert starts == {"First fact here.": 19, "Second fact here.": 37}
+
+
+def test_boilerplate_is_embedded_once_and_not_looked_up_per_batch(
+    open_index: Opener, tmp_path: Path
+) -> None:
+    footer = "Terms and conditions apply to every order."
+    files = {f"n{i}.md": f"Note {i} says value {i}.\n\n{footer}" for i in range(4)}
+    docs = write_corpus(tmp_path / "docs", files)
+    emb = CountingEmbedder()
+    index = open_index(emb, chunking=ChunkingConfig(chunk_size=12, chunk_overlap=0))
+    lookups: list[list[str]] = []
+    iter_records = index.iter_records
+
+    def spy(include=("metadatas",), page=5000, *, where=None):
+        if where and "content_hash" in where:
+            lookups.append(list(where["content_hash"]["$in"]))
+        return iter_records(include, page, where=where)
+
+    index.iter_records = spy  # type: ignore[method-assign]
+    report = ingest([docs], index, batch_size=1)  # one file per batch
+    assert report.added == 8 and emb.texts == 5  # four notes, the footer once
+    # the footer's vector came from this run after the first batch, not from the index
+    assert sum(content_hash(footer) in hashes for hashes in lookups) == 1
 
 
 def test_sync_removes_gone_files_only_in_scope(open_index: Opener, tmp_path: Path) -> None:
