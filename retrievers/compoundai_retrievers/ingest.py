@@ -7,9 +7,10 @@ query tells what the index already holds for them. Then, per batch:
 1. chunks whose id is already there are **unchanged**: not embedded, not written (if only their
    offsets moved, the metadata is updated in place);
 2. the rest are embedded (identical texts once; a text already embedded anywhere in the index,
-   or earlier in this run, reuses that vector) and upserted: **replaced** for a file whose indexed chunks were cut from
-   another version of it (each record carries `source_version`, a digest of its file's text),
-   **added** otherwise: a file new to the index, or the chunks a killed run did not write;
+   or earlier in this run, reuses that vector) and upserted: **replaced** for a file whose
+   indexed chunks were cut from another version of it (each record carries `source_version`,
+   a digest of its file's text), **added** otherwise: a file new to the index, or the chunks
+   a killed run did not write;
 3. only then are the file's stale chunks deleted (**removed**).
 
 Every lookup is paged (`ChromaIndex.iter_records`): one file of 33,841 chunks, or one
