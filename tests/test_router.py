@@ -186,6 +186,7 @@ def test_answer_overlap_measures_words_in_one_passage():
         "compoundai.router",
         "compoundai.data",
         "compoundai_evaluators.equivalence",
+        "compoundai_evaluators.report",
     ],
 )
 def test_doctests(module):

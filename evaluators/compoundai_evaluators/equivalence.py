@@ -117,7 +117,7 @@ def plan_check(
         return check
     check.regret = Interval(value=d.value, ci_low=d.ci_low, ci_high=d.ci_high)
     check.n = d.compared
-    shown = f"{_signed(d.value)} [{_signed(d.ci_low)}, {_signed(d.ci_high)}]"
+    shown = d.signed()
     why = (excluded or {}).get(chosen)
     if why:
         check.outcome = "wrong"
@@ -140,12 +140,3 @@ def plan_check(
             f"beyond the {margin:g} margin"
         )
     return check
-
-
-def _signed(x: float) -> str:
-    """`x` to three decimals with its sign; a difference that rounds to zero is `+0.000`.
-
-    >>> _signed(-1e-17), _signed(-0.0125)
-    ('+0.000', '-0.013')
-    """
-    return f"{round(x, 3) + 0.0:+.3f}"

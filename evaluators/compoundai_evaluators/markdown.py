@@ -9,15 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from compoundai_evaluators.report import Difference, MetricValue, Report, Verdict
+from compoundai_evaluators.report import MetricValue, Report, Verdict
 
 
 def _fmt(m: MetricValue) -> str:
     return f"{m.value:.3f} [{m.ci_low:.3f}, {m.ci_high:.3f}]"
-
-
-def _signed(d: Difference) -> str:
-    return f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
 
 
 def _table(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -254,7 +250,7 @@ def _differences(report: Report) -> list[str]:
     rows = [
         [
             f"{d.a} - {d.b}",
-            _signed(d),
+            d.signed(),
             str(d.compared),
             "yes" if d.significant else "no",
             f"{d.a_better} / {d.b_better}",

@@ -82,6 +82,20 @@ class Difference(Strict):
     def significant(self) -> bool:
         return self.ci_low > 0 or self.ci_high < 0
 
+    def signed(self) -> str:
+        """`value [low, high]` to three decimals with signs; what rounds to zero is `+0.000`
+        (not `-0.000`, which a float difference of two equal scores can print).
+
+        >>> Difference(a="x", b="y", metric="m", value=-1e-17, ci_low=-0.0125, ci_high=0.0,
+        ...            p_a_not_better=1.0, a_better=0, b_better=0, compared=4).signed()
+        '+0.000 [-0.013, +0.000]'
+        """
+        return f"{_signed(self.value)} [{_signed(self.ci_low)}, {_signed(self.ci_high)}]"
+
+
+def _signed(x: float) -> str:
+    return f"{round(x, 3) + 0.0:+.3f}"
+
 
 def find_difference(
     differences: Sequence[Difference], a: str, b: str, metric: str
