@@ -108,11 +108,11 @@ def main() -> None:
     # the tree pass's attention as batched matmuls and on transformers' SDPA kernel, the two
     # taking turns case by case (which goes first alternates), so that a machine getting
     # slower or faster during the run does not favour either
-    use_tree_attention(ours.model)
+    registered = use_tree_attention(ours.model)  # False: the model has no SDPA to replace
 
     def attention(tree: bool):
         def score(chat, labs):
-            ours._tree_attention = tree
+            ours._tree_attention = tree and registered
             return ours.score(chat, labs)
 
         return score
