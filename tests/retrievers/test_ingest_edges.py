@@ -1,6 +1,6 @@
 """Ingestion at its edges: big files and repeated text, symlinks, skipped entries, control bytes,
 and what a re-run after a killed run counts. (`benchmarks/bench_ingest_scale.py` and the slow
-test in `test_ingest_scale.py` do the same at 100k chunks with `kill -9`.)"""
+test in `test_ingest_scale.py` do the same at 100k and 40k chunks with `kill -9`.)"""
 
 from __future__ import annotations
 
