@@ -212,12 +212,14 @@ def _echo_reward(manifest: Any) -> None:
         f"held-out pairwise accuracy {a.value:.3f} [{a.ci_low:.3f}, {a.ci_high:.3f}] "
         f"on {r.pairs} pairs ({r.source})"
     )
+    from compoundai_evaluators.report import signed_interval
+
     for b in r.baselines:
         d = b.reward_model_minus_baseline
         click.echo(
             f"  baseline {b.name}: {b.accuracy.value:.3f} [{b.accuracy.ci_low:.3f}, "
-            f"{b.accuracy.ci_high:.3f}]; reward model minus it {d.value:+.3f} "
-            f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+            f"{b.accuracy.ci_high:.3f}]; reward model minus it "
+            f"{signed_interval(d.value, d.ci_low, d.ci_high)}"
         )
 
 

@@ -27,6 +27,7 @@ from compoundai_evaluators.report import (
     Report,
     find_difference,
     p_value,
+    signed_interval,
 )
 from compoundai_evaluators.stats import holm
 
@@ -139,7 +140,7 @@ def judge_claims(claims: list[Claim], reports: dict[str, Report]) -> list[list[s
         if d is None:
             rows.append([*cells, "-", "-", why])
             continue
-        shown = f"{d.a} - {d.b}: {d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}], n {d.compared}"
+        shown = f"{d.a} - {d.b}: {signed_interval(d.value, d.ci_low, d.ci_high)}, n {d.compared}"
         if d.ci_low > 0 and p_adj < 0.05:
             verdict = "**holds**"
         elif d.ci_high < 0 and p_adj < 0.05:
@@ -192,8 +193,7 @@ def router_line(decision: dict, winner: str | None, check: DecisionCheck | None)
     if c.regret is not None and c.outcome != "matched":
         r = c.regret
         line += (
-            f" Regret {r.value:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] {c.metric} over "
-            f"{c.n} cases."
+            f" Regret {signed_interval(r.value, r.ci_low, r.ci_high)} {c.metric} over {c.n} cases."
         )
         if "breaks the task's constraints" in c.note:
             line += f" Why: {c.note}."

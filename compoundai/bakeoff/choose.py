@@ -93,6 +93,7 @@ def _decision(
     excluded: dict[str, str],
 ) -> Decision:
     from compoundai.router import plan_of
+    from compoundai_evaluators.report import signed_interval
 
     families: dict[str, float] = {}
     for name, (value, _) in samples.items():
@@ -128,8 +129,8 @@ def _decision(
                 lane=c.family,
                 signal=f"dev.{bake.metric}",
                 value=round(samples[c.name][0], 4),
-                text=f"{c.name} is tied too (behind the best by {gap[0]:+.3f} "
-                f"[{gap[1]:+.3f}, {gap[2]:+.3f}]) but costs ${cost(bake, c)[0]:.4f} per "
+                text=f"{c.name} is tied too (behind the best by {signed_interval(*gap)}) "
+                f"but costs ${cost(bake, c)[0]:.4f} per "
                 "1k cases",
             )
         )

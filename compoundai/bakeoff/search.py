@@ -255,9 +255,11 @@ class BakeOff:
                 continue
             low, _, high = self.curves.gap(leader.rungs[-1], c.rungs[-1])
             if low > self.margin:
+                from compoundai_evaluators.report import signed
+
                 c.stopped = (
-                    f"clearly behind {leader.name} on the first sample: gap [{low:+.3f}, "
-                    f"{high:+.3f}] above the {self.margin:g} margin"
+                    f"clearly behind {leader.name} on the first sample: gap [{signed(low)}, "
+                    f"{signed(high)}] above the {self.margin:g} margin"
                 )
                 self._note(c.name, "cheap", c.stopped)
 

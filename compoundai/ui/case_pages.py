@@ -14,6 +14,7 @@ from typing import Any
 from compoundai.ui.cases import FILTERS, Case, CaseTable, RunDiff, filter_cases, reported_flips
 from compoundai.ui.pages import e, interval, layout, message, table, url
 from compoundai.ui.runs import RunEntry
+from compoundai_evaluators.report import signed
 
 PAGE_SIZE = 100
 SHOWN_CHARS = 160
@@ -264,7 +265,7 @@ def compare_page(
     parts.append(f'<h2>What changed</h2><ul id="changes">{changed}</ul>')
     rows = []
     for d in diff.lanes:
-        delta = "–" if d.delta is None else f"{d.delta:+.3f}"
+        delta = "–" if d.delta is None else signed(d.delta)
         rows.append([e(d.lane), interval(d.a), interval(d.b), delta])
     parts.append(table(["lane", "A", "B", "B − A"], rows, cls="sortable", id="lane-deltas"))
     parts += [message(n, "info") for n in diff.notes]

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from compoundai.ui.runs import RunEntry, Scan
-from compoundai_evaluators.report import MetricValue, Report
+from compoundai_evaluators.report import MetricValue, Report, signed, signed_interval
 
 NAV = [("/", "Runs"), ("/compare", "Compare"), ("/start", "Start a run"), ("/play", "Playground")]
 
@@ -198,7 +198,7 @@ def _cards(run: RunEntry) -> str:
     regret = ""
     if check is not None and check.regret is not None and check.outcome != "matched":
         r = check.regret
-        regret = f"regret {r.value:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+        regret = f"regret {signed_interval(r.value, r.ci_low, r.ci_high)}"
     cards = [
         (e(report.winner or "none"), f"winner on {e(report.primary_metric)}"),
         (
@@ -332,7 +332,8 @@ def _verdict(report: Report) -> str:
         rows = [
             [
                 e(x.lane),
-                f"{x.value:+.3f} <span class=ci>[{x.ci_low:+.3f}, {x.ci_high:+.3f}]</span>",
+                f"{signed(x.value)} "
+                f"<span class=ci>[{signed(x.ci_low)}, {signed(x.ci_high)}]</span>",
                 str(x.n),
                 f"{x.p_holm:.3g}",
                 "tied" if x.tied else "clearly worse" if x.clearly_worse else "not clear",

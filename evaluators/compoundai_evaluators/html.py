@@ -20,7 +20,7 @@ from compoundai_evaluators.markdown import (
     evidence_rows,
     versus_rows,
 )
-from compoundai_evaluators.report import LaneResult, Report
+from compoundai_evaluators.report import LaneResult, Report, signed, signed_interval
 from compoundai_evaluators.svg import PALETTE, Bar, forest, interval_bars, latency_bars, scatter
 
 CSS = """
@@ -99,7 +99,7 @@ def _cards(report: Report) -> str:
     regret = ""
     if check is not None and check.regret is not None and outcome != "matched":
         r = check.regret
-        regret = f", regret {r.value:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]"
+        regret = f", regret {signed_interval(r.value, r.ci_low, r.ci_high)}"
     cards.append(
         f'<b class="{css}">{escape(text)}</b><span>plan '
         f"<code>{escape(report.decision.get('plan', ''))}</code>{escape(regret)}</span>"
@@ -140,7 +140,7 @@ def _plots(report: Report) -> str:
                 d.ci_low,
                 d.ci_high,
                 "#1a7f37" if d.ci_low > 0 else "#c62828" if d.ci_high < 0 else "#8a94a6",
-                f" [{d.ci_low:+.3f}, {d.ci_high:+.3f}]",
+                f" [{signed(d.ci_low)}, {signed(d.ci_high)}]",
             )
             for d in diffs
         ]
@@ -264,7 +264,7 @@ def _flips(report: Report) -> str:
         [
             escape(f"{d.a} vs {d.b}"),
             escape(d.metric),
-            f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]",
+            f"{signed_interval(d.value, d.ci_low, d.ci_high)}",
             str(d.compared),
             f"{d.a_better} / {d.b_better}",
             escape(", ".join(d.a_better_ids[:5])) or "-",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compoundai_evaluators.report import MetricValue, Report, Verdict
+from compoundai_evaluators.report import MetricValue, Report, Verdict, signed_interval
 
 
 def _fmt(m: MetricValue) -> str:
@@ -182,9 +182,9 @@ def decision_check_lines(v: Verdict) -> list[str]:
     ]
     if c.regret is not None:
         lines.append(
-            f"Regret (winner minus plan, `{c.metric}`): {c.regret.value:+.3f} "
-            f"[{c.regret.ci_low:+.3f}, {c.regret.ci_high:+.3f}] over {c.n} cases; margin "
-            f"{c.margin:g}. {c.note}."
+            f"Regret (winner minus plan, `{c.metric}`): "
+            f"{signed_interval(c.regret.value, c.regret.ci_low, c.regret.ci_high)} over {c.n} "
+            f"cases; margin {c.margin:g}. {c.note}."
         )
     else:
         lines.append(f"{c.note}.")
@@ -199,7 +199,7 @@ def versus_rows(v: Verdict) -> list[list[str]]:
     return [
         [
             w.lane,
-            f"{w.value:+.3f} [{w.ci_low:+.3f}, {w.ci_high:+.3f}]",
+            f"{signed_interval(w.value, w.ci_low, w.ci_high)}",
             str(w.n),
             f"{w.p_value:.3g}",
             f"{w.p_holm:.3g}",

@@ -90,11 +90,26 @@ class Difference(Strict):
         ...            p_a_not_better=1.0, a_better=0, b_better=0, compared=4).signed()
         '+0.000 [-0.013, +0.000]'
         """
-        return f"{_signed(self.value)} [{_signed(self.ci_low)}, {_signed(self.ci_high)}]"
+        return signed_interval(self.value, self.ci_low, self.ci_high)
 
 
-def _signed(x: float) -> str:
+def signed(x: float) -> str:
+    """A signed number to three decimals, every difference and interval end in the reports
+    (what rounds to zero is `+0.000`).
+
+    >>> signed(-1e-17), signed(0.0125), signed(-0.2)
+    ('+0.000', '+0.013', '-0.200')
+    """
     return f"{round(x, 3) + 0.0:+.3f}"
+
+
+def signed_interval(value: float, low: float, high: float) -> str:
+    """`value [low, high]`, each `signed`.
+
+    >>> signed_interval(0.25, -0.0001, 0.5)
+    '+0.250 [+0.000, +0.500]'
+    """
+    return f"{signed(value)} [{signed(low)}, {signed(high)}]"
 
 
 def find_difference(

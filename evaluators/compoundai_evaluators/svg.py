@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
+from compoundai_evaluators.report import signed
+
 PALETTE = ("#4269d0", "#efb118", "#ff725c", "#6cc5b0", "#3ca951", "#ff8ab7", "#a463f2", "#97bbf5")
 WIDTH, LEFT, RIGHT, ROW = 900, 200, 24, 30
 
@@ -145,7 +147,7 @@ def forest(title: str, bars: Sequence[Bar], left: int = 300) -> str:
             )
         out.append(
             f'<circle cx="{x(b.value):.1f}" cy="{mid}" r="5" fill="{b.color}">'
-            f"<title>{escape(b.label)}: {b.value:+.3f}{escape(b.note)}</title></circle>"
+            f"<title>{escape(b.label)}: {signed(b.value)}{escape(b.note)}</title></circle>"
         )
     return "\n".join([*out, "</svg>"])
 

@@ -55,6 +55,8 @@ from compoundai_evaluators.report import (
     VersusWinner,
     find_difference,
     p_value,
+    signed,
+    signed_interval,
 )
 from compoundai_evaluators.stats import holm
 
@@ -107,8 +109,8 @@ def _per_metric(
     winner.clear = bool(against and against.clearly_worse and against.ci_low > 0)
     if against:
         winner.note = (
-            f"{against.value:+.3f} over {runner.name} [{against.ci_low:+.3f}, "
-            f"{against.ci_high:+.3f}], Holm p {against.p_holm:.3g}"
+            f"{signed(against.value)} over {runner.name} [{signed(against.ci_low)}, "
+            f"{signed(against.ci_high)}], Holm p {against.p_holm:.3g}"
             + ("" if winner.clear else ", inside the noise")
         )
     return winner
@@ -161,12 +163,10 @@ def _gate(
         d = find_difference(diffs, lane.name, other.name, metric)
         if d is None or d.ci_low <= 0:
             ships = False
-            shown = f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]" if d else "n/a"
+            shown = f"{signed_interval(d.value, d.ci_low, d.ci_high)}" if d else "n/a"
             reasons.append(f"does not clearly beat {other.name} on {metric}: {shown}")
         else:
-            reasons.append(
-                f"beats {other.name}: {d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
-            )
+            reasons.append(f"beats {other.name}: {signed_interval(d.value, d.ci_low, d.ci_high)}")
     if lane.forgetting is None:
         ships = False
         reasons.append("forgetting (general-text perplexity) was not measured")
@@ -197,7 +197,7 @@ def _below_baselines(
     below: dict[str, str] = {}
     for (lane, base, d), p_adj in zip(pairs, adjusted, strict=True):
         if d.ci_high < 0 and p_adj < alpha:
-            shown = f"{d.value:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}] vs {base}"
+            shown = f"{signed_interval(d.value, d.ci_low, d.ci_high)} vs {base}"
             below[lane] = "; ".join(
                 [*filter(None, [below.get(lane)]), f"{shown}, Holm p {p_adj:.3g}"]
             )
