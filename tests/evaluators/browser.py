@@ -11,8 +11,11 @@ fails loudly here.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -121,33 +124,67 @@ def _visit(session: _Session, page: Path, expression: str, width: int) -> PageLo
     )
 
 
+def launch(chromium: str, profile: str, *flags: str) -> subprocess.Popen[bytes]:
+    """Start headless Chromium on `profile`, in a process group of its own (see `shut_down`)."""
+    return subprocess.Popen(
+        [chromium, *FLAGS, *flags, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def devtools_port(proc: subprocess.Popen[bytes], profile: str) -> int:
+    """The DevTools port Chromium writes into its profile once it listens."""
+    port_file = Path(profile) / "DevToolsActivePort"
+    deadline = time.monotonic() + 30
+    while not (port_file.is_file() and port_file.read_text().strip()):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("chromium did not start its DevTools endpoint")
+        time.sleep(0.1)
+    return int(port_file.read_text().split()[0])
+
+
+def shut_down(proc: subprocess.Popen[bytes] | None, profile: str) -> None:
+    """Stop Chromium and every process it started, then delete its profile.
+
+    Its helpers (renderer, crash handler) can outlive the main process and go on writing into
+    the profile: a CI run failed in the profile's cleanup with `Directory not empty: 'Default'`.
+    So the whole process group is stopped, and the delete is retried briefly.
+    """
+    if proc is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):  # helpers still up, or a hung browser
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for _ in range(20):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    shutil.rmtree(profile, ignore_errors=True)
+
+
 def load_page(chromium: str, page: Path, expression: str, width: int = 1100) -> PageLoad:
     """Open `page`, evaluate `expression` after load, screenshot the full page."""
-    with tempfile.TemporaryDirectory() as profile:
-        proc = subprocess.Popen(
-            [chromium, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            port_file = Path(profile) / "DevToolsActivePort"
-            deadline = time.monotonic() + 30
-            while not (port_file.is_file() and port_file.read_text().strip()):
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("chromium did not start its DevTools endpoint")
-                time.sleep(0.1)
-            port = int(port_file.read_text().split()[0])
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
-                targets = json.load(r)
-            target = next(t for t in targets if t.get("type") == "page")
-            from websockets.sync.client import connect
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    proc = None
+    try:
+        proc = launch(chromium, profile)
+        port = devtools_port(proc, profile)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            targets = json.load(r)
+        target = next(t for t in targets if t.get("type") == "page")
+        from websockets.sync.client import connect
 
-            url = target["webSocketDebuggerUrl"]
-            with connect(url, max_size=64 * 1024 * 1024, open_timeout=20) as ws:
-                return _visit(_Session(ws), page, expression, width)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        url = target["webSocketDebuggerUrl"]
+        with connect(url, max_size=64 * 1024 * 1024, open_timeout=20) as ws:
+            return _visit(_Session(ws), page, expression, width)
+    finally:
+        shut_down(proc, profile)

@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.evaluators.browser import FLAGS, _errors, _Session
+from tests.evaluators.browser import _errors, _Session, devtools_port, launch, shut_down
 
 NO_NETWORK = ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
 
@@ -35,25 +35,24 @@ class Browser:
 
     def __init__(self, chromium: str, width: int = 1280, height: int = 820) -> None:
         self.chromium, self.width, self.height = chromium, width, height
-        self._profile = tempfile.TemporaryDirectory()
+        self._profile = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._stack = contextlib.ExitStack()
         self.session: _Session
 
     def __enter__(self) -> Browser:
-        profile = self._profile.name
-        self._proc = subprocess.Popen(
-            [self.chromium, *FLAGS, *NO_NETWORK, f"--user-data-dir={profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        port_file = Path(profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not (port_file.is_file() and port_file.read_text().strip()):
-            if time.monotonic() > deadline or self._proc.poll() is not None:
-                raise RuntimeError("chromium did not start its DevTools endpoint")
-            time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
+        self._profile = tempfile.mkdtemp(prefix="chromium-")
+        try:
+            self._proc = launch(self.chromium, self._profile, *NO_NETWORK)
+            self._connect()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _connect(self) -> None:
+        assert self._proc is not None
+        port = devtools_port(self._proc, self._profile)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             target = next(t for t in json.load(r) if t.get("type") == "page")
         from websockets.sync.client import connect
@@ -71,17 +70,10 @@ class Browser:
             deviceScaleFactor=1,
             mobile=False,
         )
-        return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stack.close()
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-        self._profile.cleanup()
+        shut_down(self._proc, self._profile)
 
     # -- what a person does ----------------------------------------------------------------
 
