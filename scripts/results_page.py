@@ -140,7 +140,7 @@ def judge_claims(claims: list[Claim], reports: dict[str, Report]) -> list[list[s
         if d is None:
             rows.append([*cells, "-", "-", why])
             continue
-        shown = f"{d.a} - {d.b}: {signed_interval(d.value, d.ci_low, d.ci_high)}, n {d.compared}"
+        shown = f"{d.a} - {d.b}: {d.signed()}, n {d.compared}"
         if d.ci_low > 0 and p_adj < 0.05:
             verdict = "**holds**"
         elif d.ci_high < 0 and p_adj < 0.05:

@@ -130,8 +130,7 @@ def _decision(
                 signal=f"dev.{bake.metric}",
                 value=round(samples[c.name][0], 4),
                 text=f"{c.name} is tied too (behind the best by {signed_interval(*gap)}) "
-                f"but costs ${cost(bake, c)[0]:.4f} per "
-                "1k cases",
+                f"but costs ${cost(bake, c)[0]:.4f} per 1k cases",
             )
         )
     for name, why in excluded.items():

@@ -264,7 +264,7 @@ def _flips(report: Report) -> str:
         [
             escape(f"{d.a} vs {d.b}"),
             escape(d.metric),
-            f"{signed_interval(d.value, d.ci_low, d.ci_high)}",
+            d.signed(),
             str(d.compared),
             f"{d.a_better} / {d.b_better}",
             escape(", ".join(d.a_better_ids[:5])) or "-",

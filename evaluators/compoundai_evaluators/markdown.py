@@ -199,7 +199,7 @@ def versus_rows(v: Verdict) -> list[list[str]]:
     return [
         [
             w.lane,
-            f"{signed_interval(w.value, w.ci_low, w.ci_high)}",
+            signed_interval(w.value, w.ci_low, w.ci_high),
             str(w.n),
             f"{w.p_value:.3g}",
             f"{w.p_holm:.3g}",

@@ -56,7 +56,6 @@ from compoundai_evaluators.report import (
     find_difference,
     p_value,
     signed,
-    signed_interval,
 )
 from compoundai_evaluators.stats import holm
 
@@ -163,10 +162,10 @@ def _gate(
         d = find_difference(diffs, lane.name, other.name, metric)
         if d is None or d.ci_low <= 0:
             ships = False
-            shown = f"{signed_interval(d.value, d.ci_low, d.ci_high)}" if d else "n/a"
+            shown = d.signed() if d else "n/a"
             reasons.append(f"does not clearly beat {other.name} on {metric}: {shown}")
         else:
-            reasons.append(f"beats {other.name}: {signed_interval(d.value, d.ci_low, d.ci_high)}")
+            reasons.append(f"beats {other.name}: {d.signed()}")
     if lane.forgetting is None:
         ships = False
         reasons.append("forgetting (general-text perplexity) was not measured")
@@ -197,7 +196,7 @@ def _below_baselines(
     below: dict[str, str] = {}
     for (lane, base, d), p_adj in zip(pairs, adjusted, strict=True):
         if d.ci_high < 0 and p_adj < alpha:
-            shown = f"{signed_interval(d.value, d.ci_low, d.ci_high)} vs {base}"
+            shown = f"{d.signed()} vs {base}"
             below[lane] = "; ".join(
                 [*filter(None, [below.get(lane)]), f"{shown}, Holm p {p_adj:.3g}"]
             )
