@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compoundai.cache_lock import filling
 from compoundai.context import RunContext
 from compoundai.errors import ModelNotFoundError, RunTimeFailure
 
@@ -114,6 +115,12 @@ class ModelStore:
         target = self.path_of(name)
         if self.is_cached(name) and not force:
             return target
+        with filling(target, f"converting {name}"):
+            if self.is_cached(name) and not force:
+                return target  # another process converted it while this one waited
+            return self._pull(name, target)
+
+    def _pull(self, name: str, target: Path) -> Path:
         model = BUNDLED[name]
         self.root.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()

@@ -40,6 +40,7 @@ SUBPACKAGES = ("compoundai_adapters", "compoundai_retrievers", "compoundai_evalu
 # Small modules of the core with no dependency on the rest of it: the sub-packages' vocabulary.
 LEAVES = {
     "compoundai.errors",
+    "compoundai.cache_lock",
     "compoundai.context",
     "compoundai.config",
     "compoundai.contract",

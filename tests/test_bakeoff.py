@@ -331,12 +331,15 @@ def test_run_reuses_the_rung_adapter_and_builds_the_plan_in_full(tmp_path, tiny_
     ctx.clients["generator"] = label_echo_generator(LABELS)
     # the cheap lanes are perfect on this toy task, so training stops at the first rung
     report = run_task(task, tmp_path / "out", lanes=["rag", "finetune"], ctx=ctx)
-    adapters = sorted((ctx.cache_dir / "adapters").iterdir())
+    # the adapter folders (each has its lock file beside it: compoundai.cache_lock)
+    adapters = sorted(p for p in (ctx.cache_dir / "adapters").iterdir() if p.is_dir())
     rung_lanes = [lane for lane in report.lanes if "@" in lane.name]
     assert rung_lanes and rung_lanes[0].status == "ok", [r.message for r in report.lanes]
     assert report.decision["mode"] == "measured" and report.decision["evidence"]
     # the rung lane compared on test is the adapter the decision trained: nothing new
-    assert sorted((ctx.cache_dir / "adapters").iterdir()) == adapters
+    assert sorted((ctx.cache_dir / "adapters").iterdir()) == sorted(
+        [*adapters, *(a.with_name(a.name + ".lock") for a in adapters)]
+    )
     assert len(adapters) == len(
         [e for e in report.decision["evidence"] if e["stage"] == "rung" and e["value"] is not None]
     )

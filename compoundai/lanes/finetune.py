@@ -44,6 +44,7 @@ from compoundai.lanes.finetune_data import (
     distill_rows,
     forgetting_check,
     grpo_adapter,
+    merged_once,
     rlhf_adapter,
     sample_rows,
     stage_on_sft,
@@ -166,7 +167,6 @@ class FinetuneLane:
     def _pretrain(self, task: Task, ctx: RunContext) -> tuple[Path, str]:
         """A LoRA adapter trained on the documents' text (or, for `qa`, on QA pairs about
         them), and the base with it merged in."""
-        from compoundai_adapters.artifacts import merge_and_export
         from compoundai_adapters.pretrain import PretrainConfig, run_pretrain
 
         if not task.documents:
@@ -211,10 +211,7 @@ class FinetuneLane:
         adapter = _train_cached(
             run_dir, lambda resume: run_pretrain(config, ctx, resume=resume), ctx
         )
-        merged = run_dir / "merged"
-        if not (merged / "config.json").is_file():
-            merge_and_export(adapter, merged, ctx)
-        return adapter, str(merged)
+        return adapter, str(merged_once(adapter, run_dir / "merged", ctx))
 
     def _given_adapter(self, task: Task) -> Path:
         path = (task.path.parent / str(task.spec.finetune.adapter)).resolve()

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from compoundai.cache_lock import filling
 from compoundai.context import RunContext
 from compoundai.contract import format_output, parse_output
 from compoundai.data import slug, write_jsonl
@@ -41,15 +42,29 @@ def _weights_key(adapter: Path) -> str:
 
 
 def _train_cached(run_dir: Path, train: Any, ctx: RunContext) -> Path:
-    """Run `train(resume)` unless `run_dir/adapter` is complete; resume a killed run."""
+    """Run `train(resume)` unless `run_dir/adapter` is complete; resume a killed run. Under
+    the folder's lock: another process training the same adapter is waited for, then reused."""
     adapter = run_dir / "adapter"
-    if (adapter / "manifest.json").is_file() and (adapter / "adapter_model.safetensors").is_file():
-        if ctx.progress:
-            print(f"finetune: reusing the adapter in {adapter}")
-        return adapter
-    resume = (run_dir / "checkpoints").is_dir()
-    train(resume)
+    with filling(run_dir, "training this adapter"):
+        if (adapter / "manifest.json").is_file() and (
+            adapter / "adapter_model.safetensors"
+        ).is_file():
+            if ctx.progress:
+                print(f"finetune: reusing the adapter in {adapter}")
+            return adapter
+        resume = (run_dir / "checkpoints").is_dir()
+        train(resume)
     return adapter
+
+
+def merged_once(adapter: Path, merged: Path, ctx: RunContext) -> Path:
+    """`adapter` merged into its base and saved as a model in `merged`, unless it is there."""
+    from compoundai_adapters.artifacts import merge_and_export
+
+    with filling(merged, "merging this adapter"):
+        if not (merged / "config.json").is_file():
+            merge_and_export(adapter, merged, ctx)
+    return merged
 
 
 def sample_rows(rows: list[Any], limit: int | None, seed: int, tag: str) -> list[Any]:
@@ -74,13 +89,9 @@ def stage_on_sft(
     `CACHE/adapters/<task>-<stage>-<key>/`, the SFT adapter merged into the base there
     (`sft-merged`, the stage's reference and serving base) and its training rows written to
     `name`, each made once."""
-    from compoundai_adapters.artifacts import merge_and_export
-
     run_dir = ctx.cache_dir / "adapters" / f"{slug(task.name)}-{stage}-{key}"
     run_dir.mkdir(parents=True, exist_ok=True)
-    merged = run_dir / "sft-merged"
-    if not (merged / "config.json").is_file():
-        merge_and_export(sft_adapter, merged, ctx)
+    merged = merged_once(sft_adapter, run_dir / "sft-merged", ctx)
     train_file = run_dir / name
     if not train_file.is_file():
         write_jsonl(train_file, rows)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compoundai.cache_lock import filling
 from compoundai.context import RunContext
 from compoundai.data import slug
 from compoundai.errors import UserInputError
@@ -126,11 +127,14 @@ class RagStore:
         from compoundai_retrievers.index import ChromaIndex
 
         folder = ctx.cache_dir / "rag" / f"{slug(task.name)}-{holds}-{key}"
-        index = ChromaIndex.open(folder / "chroma", embedder=embedder, chunking=chunking, ctx=ctx)
-        store = cls(index, key=key, holds=holds, folder=folder, items=items)
-        if not store._complete():
-            fill(index)
-            store._mark()
+        with filling(folder, f"indexing the task's {holds}"):
+            index = ChromaIndex.open(
+                folder / "chroma", embedder=embedder, chunking=chunking, ctx=ctx
+            )
+            store = cls(index, key=key, holds=holds, folder=folder, items=items)
+            if not store._complete():
+                fill(index)
+                store._mark()
         return store
 
     def _complete(self) -> bool:
@@ -207,13 +211,18 @@ class RagStore:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*", name):
             name = f"system-{json_digest([ref.key, ref.path])[:16]}"
         folder = ctx.cache_dir / "rag" / name
-        if (folder / STORE_FILE).is_file():
-            index = ChromaIndex.open(folder / "chroma", embedder=embedder, ctx=ctx, create=False)
+        with filling(folder, "rebuilding the system's index"):
+            if (folder / STORE_FILE).is_file():
+                index = ChromaIndex.open(
+                    folder / "chroma", embedder=embedder, ctx=ctx, create=False
+                )
+                store = cls(index, key=ref.key, holds=ref.holds, folder=folder, items=ref.items)
+                if store._complete():
+                    return store
+            index = ChromaIndex.open(
+                folder / "chroma", embedder=embedder, chunking=chunking, ctx=ctx
+            )
+            index.import_records(system_dir / ref.records, system_dir / ref.embeddings)
             store = cls(index, key=ref.key, holds=ref.holds, folder=folder, items=ref.items)
-            if store._complete():
-                return store
-        index = ChromaIndex.open(folder / "chroma", embedder=embedder, chunking=chunking, ctx=ctx)
-        index.import_records(system_dir / ref.records, system_dir / ref.embeddings)
-        store = cls(index, key=ref.key, holds=ref.holds, folder=folder, items=ref.items)
-        store._mark()
+            store._mark()
         return store
