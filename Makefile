@@ -37,8 +37,12 @@ $(VENV)/.dev-installed: $(VENV)/.local-installed
 run: $(VENV)/.local-installed
 	$(BIN)/compoundai run examples/banking77/task.yaml -o out/banking77
 
+# Two workers: the fast tests are single-threaded Python, so two run at once; each worker's
+# torch gets half the cores (tests/conftest.py). TEST_WORKERS=0 runs the suite in one process.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.dev-installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .

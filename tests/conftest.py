@@ -6,12 +6,20 @@ one-time GGUF conversion is paid once per machine, not once per test.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+# Under pytest-xdist (`make test` runs two workers), each worker gets its share of the cores,
+# so two model-running tests side by side do not each start a thread per core and thrash.
+# Set before torch is imported; subprocesses the tests start inherit it.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
-from compoundai.context import RunContext, default_cache_dir
-from compoundai.testing import FakeGenerator, HashEmbedder, tiny_causal_lm
+import pytest  # noqa: E402 (after the thread count, which torch reads when it loads)
+
+from compoundai.context import RunContext, default_cache_dir  # noqa: E402
+from compoundai.testing import FakeGenerator, HashEmbedder, tiny_causal_lm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BANKING = ROOT / "examples" / "banking77" / "task.yaml"
