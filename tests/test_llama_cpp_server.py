@@ -146,9 +146,12 @@ def test_a_timeout_is_a_clear_error(llama_server):
 
 
 def test_server_going_away_mid_run_keeps_finished_answers(gguf, server_ctx, tmp_path, monkeypatch):
-    from compoundai.run import run_task
-    from compoundai_evaluators import compare
+    import importlib
 
+    from compoundai.run import run_task
+
+    # the module (the package's `compare` attribute is the function of that name)
+    compare = importlib.import_module("compoundai_evaluators.compare")
     # answers are stored 8 at a time here (32 in a run): the same path with about 40 requests
     # through the server instead of about 88
     monkeypatch.setattr(compare, "CACHE_CHUNK", 8)
