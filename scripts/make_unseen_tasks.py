@@ -66,6 +66,37 @@ def used_ids(example: str) -> set[str]:
     return {r["id"] for f in data.glob("*.jsonl") for r in read(f) if "id" in r}
 
 
+def cut(
+    pool_train: list[dict[str, Any]],
+    pool_test: list[dict[str, Any]],
+    field: str,
+    per: tuple[int, int, int],
+    seed: int,
+) -> tuple[list[dict[str, Any]], ...]:
+    """Train and dev (`per[0]`, `per[1]` rows a label) from `pool_train`, test (`per[2]`) from
+    `pool_test`; no dev or test text repeats a train or dev one (case and spaces aside)."""
+    rng = random.Random(seed)
+    train, rest = per_label(pool_train, field, per[0], rng)
+    seen = {normal(r["text"]) for r in train}
+    dev, _ = per_label([r for r in rest if normal(r["text"]) not in seen], field, per[1], rng)
+    seen |= {normal(r["text"]) for r in dev}
+    test, _ = per_label([r for r in pool_test if normal(r["text"]) not in seen], field, per[2], rng)
+    return train, dev, test
+
+
+def write_task(
+    out: Path, splits: tuple[list[dict[str, Any]], ...], labels: list[str], template: str
+) -> None:
+    """The splits, the label list and the task file (`template`, given the test size)."""
+    sizes = []
+    for name, rows in zip(("train", "dev", "test"), splits, strict=True):
+        write(out / "data" / f"{name}.jsonl", rows)
+        sizes.append(f"{len(rows)} {name}")
+    (out / "data" / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
+    (out / "task.yaml").write_text(template.format(n_test=len(splits[2])))
+    print(f"{out}: {', '.join(sizes)}, {len(labels)} labels")
+
+
 SNIPS_TASK = """\
 # An unseen task (scripts/make_unseen_tasks.py): the 7 SNIPS intents as plain labels, from
 # SNIPS 2017 rows (CC0 1.0) that examples/snips_json does not hold.
@@ -99,18 +130,8 @@ def snips_intents(shared: Path, out: Path) -> None:
     pool_test = [{k: r[k] for k in keep} for r in read(shared / "snips_slots" / "test.jsonl")]
     pool_train = [r for r in pool_train if r["id"] not in used]
     pool_test = [r for r in pool_test if r["id"] not in used]
-    rng = random.Random(17)
-    train, rest = per_label(pool_train, "intent", 30, rng)
-    seen = {normal(r["text"]) for r in train}
-    dev, _ = per_label([r for r in rest if normal(r["text"]) not in seen], "intent", 10, rng)
-    seen |= {normal(r["text"]) for r in dev}  # no test request repeats a train or dev one
-    test, _ = per_label([r for r in pool_test if normal(r["text"]) not in seen], "intent", 20, rng)
-    for name, rows in (("train", train), ("dev", dev), ("test", test)):
-        write(out / "data" / f"{name}.jsonl", rows)
-    labels = sorted({r["intent"] for r in train})
-    (out / "data" / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
-    (out / "task.yaml").write_text(SNIPS_TASK.format(n_test=len(test)))
-    print(f"{out}: {len(train)} train, {len(dev)} dev, {len(test)} test, {len(labels)} labels")
+    train, dev, test = cut(pool_train, pool_test, "intent", (30, 10, 20), seed=17)
+    write_task(out, (train, dev, test), sorted({r["intent"] for r in train}), SNIPS_TASK)
 
 
 BANKING_TASK = """\
@@ -156,17 +177,8 @@ def banking12(shared: Path, out: Path) -> None:
         for r in read(shared / "banking77" / "test.jsonl")
         if r["label"] in wanted and normal(r["text"]) not in used
     ]
-    rng = random.Random(12)
-    train, rest = per_label(pool_train, "label", 40, rng)
-    seen = {normal(r["text"]) for r in train}
-    dev, _ = per_label([r for r in rest if normal(r["text"]) not in seen], "label", 10, rng)
-    seen |= {normal(r["text"]) for r in dev}
-    test, _ = per_label([r for r in pool_test if normal(r["text"]) not in seen], "label", 15, rng)
-    for name, rows in (("train", train), ("dev", dev), ("test", test)):
-        write(out / "data" / f"{name}.jsonl", rows)
-    (out / "data" / "labels.json").write_text(json.dumps(labels, indent=1) + "\n")
-    (out / "task.yaml").write_text(BANKING_TASK.format(n_test=len(test)))
-    print(f"{out}: {len(train)} train, {len(dev)} dev, {len(test)} test, {len(labels)} labels")
+    splits = cut(pool_train, pool_test, "label", (40, 10, 15), seed=12)
+    write_task(out, splits, labels, BANKING_TASK)
 
 
 TASKS = {"snips_intents": snips_intents, "banking12": banking12}
