@@ -154,8 +154,8 @@ def test_server_going_away_mid_run_keeps_finished_answers(gguf, server_ctx, tmp_
     compare = importlib.import_module("compoundai_evaluators.compare")
     # answers are stored 8 at a time here (32 in a run): the same path with about 40 requests
     # through the server instead of about 88
-    monkeypatch.setattr(compare, "CACHE_CHUNK", 8)
-    CACHE_CHUNK = compare.CACHE_CHUNK
+    CACHE_CHUNK = 8
+    monkeypatch.setattr(compare, "CACHE_CHUNK", CACHE_CHUNK)
 
     port = free_port()
     log = tmp_path / "server.log"
