@@ -3,7 +3,7 @@
 #   scripts/reproduce.sh                 full sizes (the task files' evaluation.limit), every lane
 #   scripts/reproduce.sh EXAMPLE...      only those examples (the page keeps the others' last run);
 #                                        also the experiments (snips_json_grpo: sft vs sft+grpo)
-#   scripts/reproduce.sh --quick         4 cases per example, cheap lanes that need no training,
+#   scripts/reproduce.sh --quick         2 cases per example, cheap lanes that need no training,
 #                                        decided by the rules (the CI smoke test:
 #                                        tests/test_reproduce.py)
 # Reports land in $OUT (default out/results). A full run also records each example's report,
@@ -53,7 +53,7 @@ for ex in "${EXAMPLES[@]}"; do
     # --rules-only: the smoke test is of the reports and the page; measuring the decision on
     # 64 dev cases per example took most of its time (over 25 minutes in fp32 on a 2-core
     # CPU), and tests/test_real_models.py runs the measured decision with the real models
-    $COMPOUNDAI --no-progress run "examples/$ex/task.yaml" -o "$OUT/$ex" --limit 4 --lanes "$lanes" \
+    $COMPOUNDAI --no-progress run "examples/$ex/task.yaml" -o "$OUT/$ex" --limit 2 --lanes "$lanes" \
       --rules-only
   else
     case $ex in

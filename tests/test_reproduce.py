@@ -1,5 +1,5 @@
 """`scripts/reproduce.sh --quick`, the smoke test of the results page's pipeline: all four
-examples through the real CLI with the real small models (a few cases, the lanes that need no
+examples through the real CLI with the real small models (two cases each, the lanes that need no
 training, decided by the rules), then `scripts/results_page.py` over their reports."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def test_reproduce_quick_writes_every_report_and_the_page(tmp_path: Path):
                 assert lane["status"] == "not_built" and "do not fit" in lane["message"]
                 continue
             assert lane["status"] == "ok", (name, lane["name"], lane["message"])
-            assert lane["n_cases"] == 4
+            assert lane["n_cases"] == 2
         assert (tmp_path / "results" / name / "wall_seconds").is_file()
     page = (tmp_path / "results" / "results.md").read_text()
     for name in EXAMPLES:
