@@ -60,6 +60,29 @@ class RunContext:
             self.loaded[key] = load()
         return self.loaded[key]
 
+    def release_idle(self, role: str) -> list[tuple[str, ...]]:
+        """Forget the loaded `role` models nothing but this context still holds, so their
+        memory can go back before a training run loads its own copy (a later `shared` loads
+        them again). A model a built system still uses is kept: dropping only this reference
+        would leave it alive and make the next `shared` load a second copy.
+
+        >>> ctx = RunContext()
+        >>> ctx.shared(("generator", "a"), dict) is not None
+        True
+        >>> held = ctx.shared(("generator", "b"), dict)
+        >>> ctx.release_idle("generator"), list(ctx.loaded)
+        ([('generator', 'a')], [('generator', 'b')])
+        """
+        import gc
+        import sys
+
+        gc.collect()  # a finished lane's system may still hold it in a cycle not yet freed
+        # two references when only the dict holds it: its entry and getrefcount's argument
+        idle = [k for k in self.loaded if k[0] == role and sys.getrefcount(self.loaded[k]) <= 2]
+        for key in idle:
+            del self.loaded[key]
+        return idle
+
     @property
     def models_dir(self) -> Path:
         return self.cache_dir / "models"

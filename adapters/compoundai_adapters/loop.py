@@ -32,7 +32,12 @@ from compoundai_adapters.checkpoint import (
     resume_point,
     save_checkpoint,
 )
-from compoundai_adapters.common import TrainSettings, count_params, measure_peak_flops
+from compoundai_adapters.common import (
+    TrainSettings,
+    count_params,
+    measure_peak_flops,
+    micro_tokens_for,
+)
 from compoundai_adapters.packing import PER_TARGET_LOSSES, micro_batches, target_head
 
 # loss_fn(head, batch) -> (loss averaged over target tokens, number of target tokens), where
@@ -150,7 +155,7 @@ def train_loop(
     total = settings.max_steps or max(1, math.ceil(per_epoch * settings.epochs))
     warmup = int(total * settings.warmup_ratio)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    micro = settings.micro_tokens if loss_fn in PER_TARGET_LOSSES else None
+    micro = micro_tokens_for(settings, bf16) if loss_fn in PER_TARGET_LOSSES else None
     optimizer = torch.optim.AdamW(
         trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay
     )

@@ -20,6 +20,7 @@ from compoundai.contract import format_output, parse_output
 from compoundai.data import slug, write_jsonl
 from compoundai.errors import RunTimeFailure, UserInputError
 from compoundai.generators.base import Chat
+from compoundai.hardware import release_memory
 from compoundai.lanes.prompt import answer_generation, contract_of
 from compoundai.provenance import file_sha256, json_digest
 from compoundai.task import Task
@@ -53,6 +54,10 @@ def _train_cached(run_dir: Path, train: Any, ctx: RunContext) -> Path:
                 print(f"finetune: reusing the adapter in {adapter}")
             return adapter
         resume = (run_dir / "checkpoints").is_dir()
+        # the run's shared generator waits idle while training loads a copy of its own: in
+        # fp32 that is 0.54 GB of SmolLM2 on top of the training peak (benchmarks/README.md)
+        if ctx.release_idle("generator"):
+            release_memory()
         train(resume)
     return adapter
 
