@@ -50,6 +50,11 @@ def _resolve(base: Path, pattern: str, problems: list[Problem], what: str) -> li
     return matches
 
 
+def _split_files(base: Path, patterns: list[str], problems: list[Problem], what: str) -> list[Path]:
+    """The files a split's patterns name (`what`: `examples.train`, `preferences.dev`...)."""
+    return [p for pattern in patterns for p in _resolve(base, pattern, problems, f"{what} file")]
+
+
 def _load_contract(task: Task, base: Path, problems: list[Problem]) -> None:
     contract = task.spec.output
     if contract.type == "labels":
@@ -155,19 +160,18 @@ def _load_examples(task: Task, base: Path, problems: list[Problem]) -> None:
     labels = set(task.labels) if task.labels else None
     for split in SPLITS:
         rows: list[Example] = []
-        for pattern in getattr(data, split):
-            for p in _resolve(base, pattern, problems, f"examples.{split} file"):
-                rows += read_examples(
-                    p,
-                    data.input_field,
-                    data.output_field,
-                    data.id_field,
-                    problems,
-                    labels,
-                    input_template=data.input_template,
-                    # a training row teaches one answer; held-out references may be several
-                    single_output=split == "train" and task.spec.output.type == "free_text",
-                )
+        for p in _split_files(base, getattr(data, split), problems, f"examples.{split}"):
+            rows += read_examples(
+                p,
+                data.input_field,
+                data.output_field,
+                data.id_field,
+                problems,
+                labels,
+                input_template=data.input_template,
+                # a training row teaches one answer; held-out references may be several
+                single_output=split == "train" and task.spec.output.type == "free_text",
+            )
         if rows:
             task.examples[split] = rows
 
@@ -183,8 +187,7 @@ def _load_preferences(task: Task, base: Path, problems: list[Problem]) -> None:
     }
     for split in SPLITS:
         pairs: list[PreferencePair] = []
-        for pattern in getattr(data, split):
-            for p in _resolve(base, pattern, problems, f"preferences.{split} file"):
-                pairs += read_preferences(p, fields, data.id_field, problems)
+        for p in _split_files(base, getattr(data, split), problems, f"preferences.{split}"):
+            pairs += read_preferences(p, fields, data.id_field, problems)
         if pairs:
             task.preferences[split] = pairs
