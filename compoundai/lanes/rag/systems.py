@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from compoundai.cache_lock import filling
 from compoundai.context import RunContext
 from compoundai.contract import ABSTAIN_TEXT, Answer, format_output
 from compoundai.errors import UserInputError
@@ -162,18 +163,23 @@ class RetrievingSystem(CompoundSystem):
                 f"this {self.mode} system retrieves training examples, not documents",
                 hint="update_documents is for systems built over a task's documents",
             )
-        report = ingest(list(paths), self.store.index, loader=loader, cleanup="scoped")
-        self._hits.clear()
-        self._retrieval_ms.clear()
-        # The key and the answer-cache fingerprint follow what the index holds now (its
-        # content-hash chunk ids), whatever this call changed: two systems sharing an index
-        # folder (rag and compound over the same documents) both see a change either made.
-        state = json_digest(sorted(rid for rid, _ in self.store.index.iter_records(include=())))
-        if self.store.key != f"updated-{state[:16]}":
-            self.store.key = f"updated-{state[:16]}"
-            self.store._mark()
-            base = (self.info.fingerprint or "").split("~docs-", 1)[0]
-            self.info.fingerprint = f"{base}~docs-{state[:16]}"
+        # under the folder's lock, as a build is: another process building or updating this
+        # cached index waits, and then reads the marker this update leaves
+        with filling(self.store.folder, "updating this index"):
+            report = ingest(list(paths), self.store.index, loader=loader, cleanup="scoped")
+            self._hits.clear()
+            self._retrieval_ms.clear()
+            # The key and the answer-cache fingerprint follow what the index holds now (its
+            # content-hash chunk ids), whatever this call changed: two systems sharing an
+            # index folder (rag and compound over the same documents) both see a change
+            # either made.
+            records = self.store.index.iter_records(include=())
+            state = json_digest(sorted(rid for rid, _ in records))
+            if self.store.key != f"updated-{state[:16]}":
+                self.store.key = f"updated-{state[:16]}"
+                self.store._mark()
+                base = (self.info.fingerprint or "").split("~docs-", 1)[0]
+                self.info.fingerprint = f"{base}~docs-{state[:16]}"
         return report
 
     # saving (the format is `compoundai.system_dir`'s)
