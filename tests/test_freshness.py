@@ -59,6 +59,30 @@ def reading_generator() -> FakeGenerator:
     return FakeGenerator(answer)
 
 
+def test_an_update_waits_for_whoever_holds_the_index_folder(tmp_path, fake_ctx):
+    import threading
+
+    from compoundai.cache_lock import filling
+
+    task = load_task(write_task(tmp_path))
+    fake_ctx.clients["generator"] = reading_generator()
+    system = RagLane("context").build(task, fake_ctx)
+    (tmp_path / "docs" / "office.md").write_text(OFFICE.format(city="Lyon"), encoding="utf-8")
+    done = threading.Event()
+
+    def update() -> None:
+        system.update_documents([tmp_path / "docs"])
+        done.set()
+
+    # another holder of the folder's lock (a build in another process takes the same one)
+    with filling(system.store.folder, "a test holding the index"):
+        worker = threading.Thread(target=update)
+        worker.start()
+        assert not done.wait(1.0)  # blocked on the lock, not ingesting
+    worker.join(timeout=60)
+    assert done.is_set() and system.invoke(QUESTION).output == "Lyon"
+
+
 def test_a_changed_document_is_answered_at_once_without_rebuilding(tmp_path, fake_ctx):
     task = load_task(write_task(tmp_path))
     fake_ctx.clients["generator"] = reading_generator()
