@@ -52,3 +52,29 @@ def test_snips_intents_uses_no_row_of_the_snips_example_and_no_text_twice(tmp_pa
     script.snips_intents(SHARED, out)  # deterministic: the same files again
     assert {p.name: p.read_bytes() for p in (out / "data").iterdir()} == first
     assert _rows(out / "data" / "test.jsonl")[0].keys() == {"id", "text", "intent"}
+
+
+def test_restaurant_booking_is_json_of_the_booking_slots_from_unused_rows(tmp_path):
+    script = _script()
+    out = tmp_path / "restaurant_booking"
+    script.restaurant_booking(SHARED, out)
+    task = load_task(out / "task.yaml")
+    assert task.spec.output.type == "json_schema"
+    sizes = {s: len(task.split(s)) for s in ("train", "dev", "test")}
+    assert sizes == {"train": 300, "dev": 64, "test": 80} and not task.warnings
+    example = script.used_ids("snips_json")
+    ids = {e.id for s in ("train", "dev", "test") for e in task.split(s)}
+    assert len(ids) == 444 and not ids & example
+    assert all(e.id.startswith("BookRestaurant-") for s in ("train", "test") for e in task.split(s))
+    texts = [{script.normal(e.input) for e in task.split(s)} for s in ("train", "dev", "test")]
+    assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
+    # every answer is an object of the schema's slots (no intent field): the schema accepts it
+    from jsonschema import Draft202012Validator
+
+    validator = Draft202012Validator(task.json_schema)
+    answers = [e.output for s in ("train", "dev", "test") for e in task.split(s)]
+    assert all(isinstance(a, dict) and "intent" not in a for a in answers)
+    assert all(validator.is_valid(a) for a in answers)
+    first = {p.name: p.read_bytes() for p in (out / "data").iterdir()}
+    script.restaurant_booking(SHARED, out)
+    assert {p.name: p.read_bytes() for p in (out / "data").iterdir()} == first
