@@ -65,3 +65,22 @@ def test_a_killed_holder_releases_the_lock(tmp_path: Path):
     with filling(folder, "the test folder"):  # not stuck behind the dead process
         assert not (folder / "done").exists()  # ... which never finished: fill it again
     assert time.monotonic() - started < 10
+
+
+def test_training_an_adapter_first_lets_go_of_an_idle_shared_generator(tmp_path: Path):
+    from compoundai.context import RunContext
+    from compoundai.lanes.finetune_data import _train_cached
+
+    ctx = RunContext(cache_dir=tmp_path, progress=False)
+    ctx.shared(("generator", "local", "idle"), dict)
+    held = ctx.shared(("generator", "local", "held"), dict)  # a built system still uses it
+    ctx.shared(("embedder", "minilm"), dict)
+    seen: list[list[tuple[str, ...]]] = []
+
+    def train(resume: bool) -> None:
+        seen.append(list(ctx.loaded))
+        (tmp_path / "run" / "adapter").mkdir(parents=True)
+
+    _train_cached(tmp_path / "run", train, ctx)
+    assert seen == [[("generator", "local", "held"), ("embedder", "minilm")]]
+    assert ctx.loaded[("generator", "local", "held")] is held  # kept: never loaded twice
