@@ -132,13 +132,22 @@ evaluation:
 """
 
 
-def snips_intents(shared: Path, out: Path) -> None:
+def snips_pool(
+    shared: Path, split: str, keep: tuple[str, ...], intent: str | None = None
+) -> list[dict[str, Any]]:
+    """The SNIPS `split` rows (of `intent`, else all) examples/snips_json does not hold, with
+    only the `keep` fields."""
     used = used_ids("snips_json")
+    return [
+        {k: r[k] for k in keep}
+        for r in read(shared / "snips_slots" / f"{split}.jsonl")
+        if r["id"] not in used and intent in (None, r["intent"])
+    ]
+
+
+def snips_intents(shared: Path, out: Path) -> None:
     keep = ("id", "text", "intent")
-    pool_train = [{k: r[k] for k in keep} for r in read(shared / "snips_slots" / "train.jsonl")]
-    pool_test = [{k: r[k] for k in keep} for r in read(shared / "snips_slots" / "test.jsonl")]
-    pool_train = [r for r in pool_train if r["id"] not in used]
-    pool_test = [r for r in pool_test if r["id"] not in used]
+    pool_train, pool_test = (snips_pool(shared, split, keep) for split in ("train", "test"))
     train, dev, test = cut(pool_train, pool_test, "intent", (30, 10, 20), seed=17)
     labels = sorted({r["intent"] for r in train})
     write_task(out, (train, dev, test), ("labels.json", labels), SNIPS_TASK)
@@ -236,18 +245,11 @@ def booking_schema(slots: list[str]) -> dict[str, Any]:
 
 
 def restaurant_booking(shared: Path, out: Path) -> None:
-    used = used_ids("snips_json")
     keep = ("id", "text", "intent", "slots")
-
-    def pool(split: str) -> list[dict[str, Any]]:
-        rows = read(shared / "snips_slots" / f"{split}.jsonl")
-        return [
-            {k: r[k] for k in keep}
-            for r in rows
-            if r["intent"] == "BookRestaurant" and r["id"] not in used
-        ]
-
-    train, dev, test = cut(pool("train"), pool("test"), "intent", (300, 64, 100), seed=21)
+    pool_train, pool_test = (
+        snips_pool(shared, split, keep, "BookRestaurant") for split in ("train", "test")
+    )
+    train, dev, test = cut(pool_train, pool_test, "intent", (300, 64, 100), seed=21)
     slots = sorted({k for r in train for k in r["slots"]})
     splits = tuple(
         [{k: r[k] for k in ("id", "text", "slots")} for r in rows] for rows in (train, dev, test)
