@@ -51,6 +51,7 @@ class Evidence(BaseModel):
     ci_low: float | None = None
     ci_high: float | None = None
     seconds: float | None = None
+    p95_ms: float | None = None  # the lane's p95 latency per case on these cases
     train_seconds: float | None = None
     train_tokens: int | None = None
     steps: int | None = None

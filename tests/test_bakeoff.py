@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,21 @@ def _unit(text: str) -> float:
 
 
 class ScriptedTrainer:
-    """A training lane whose accuracy grows with its data: `base + gain * share`."""
+    """A training lane whose accuracy grows with its data: `base + gain * share`. On a JSON
+    task a wrong answer is text that is not JSON; `latency_ms` is what each answer reports."""
 
     family = "finetune"
 
-    def __init__(self, name: str, base: float, gain: float, seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        base: float,
+        gain: float,
+        seconds: float = 5.0,
+        latency_ms: float | None = None,
+    ) -> None:
         self.name, self.base, self.gain, self.seconds = name, base, gain, seconds
+        self.latency_ms = latency_ms
         self.seen_rows: list[int] = []
         self.seen_ids: list[set[str]] = []
 
@@ -49,14 +59,22 @@ class ScriptedTrainer:
         def answer(chat: list[dict[str, str]]) -> str:
             text = chat[-1]["content"]
             gold = truth[text]
-            return gold if _unit(self.name + text) < accuracy else labels[labels.index(gold) - 1]
+            right = _unit(self.name + text) < accuracy
+            if not labels:
+                return json.dumps(gold) if right else "not json"
+            return gold if right else labels[labels.index(gold) - 1]
 
+        contract = (
+            OutputContract("labels", list(labels))
+            if labels
+            else OutputContract("json_schema", json_schema=task.json_schema)
+        )
         system = CompoundSystem(
             self.name,
             self.family,
             task.spec.instructions,
-            OutputContract("labels", list(labels)),
-            FakeGenerator(answer, name=f"fake-{self.name}"),
+            contract,
+            FakeGenerator(answer, name=f"fake-{self.name}", latency_ms=self.latency_ms),
             ctx=ctx,
             info=BuildInfo(training=TrainingFacts(train_seconds=self.seconds, tokens=1000)),
         )
@@ -88,7 +106,8 @@ def test_cheap_lanes_are_screened_on_a_small_sample_then_measured(banking, tmp_p
     decision = BakeOff(banking, ctx, lane_objects=_cheap(), budget_minutes=None).run()
     assert decision.mode == "measured" and decision.split == "dev"
     cheap = [e for e in decision.evidence if e.stage == "cheap" and e.value is not None]
-    assert {e.cases for e in cheap} == {24, 64}
+    # the task caps p95 latency: 8 probe cases first, then the first sample, then all
+    assert {e.cases for e in cheap} == {8, 24, 64}
     assert {e.lane for e in cheap if e.cases == 24} == {lane.name for lane in _cheap()}
     # the chosen lane was measured on the whole decision sample and is tied with the best
     assert decision.lane in {e.lane for e in cheap if e.cases == 64}
@@ -383,3 +402,113 @@ def test_knowledge_that_changes_daily_never_chooses_a_lane_that_trains_it_in(ban
     assert not decision.lane.startswith("finetune/pretrain")
     why = [e.note for e in decision.evidence if e.lane.startswith("finetune/pretrain+sft")]
     assert any("excluded" in n and "changes daily" in n for n in why), why
+
+
+# -- the latency cap: lanes clearly over it stop early, and the minutes go to the others ------
+
+SNIPS = BANKING.parent.parent / "snips_json" / "task.yaml"
+
+
+def _snips_ctx(tmp_path: Path, task: Task, slow: Callable[[list], bool]) -> RunContext:
+    """A fake whose answers are the gold JSON and whose latency is 5 s where `slow(chat)`,
+    0.3 s elsewhere (the task caps p95 at 2 s)."""
+    ctx = _fake_ctx(tmp_path, task)
+    truth = {e.input: e.output for split in task.examples.values() for e in split}
+    ctx.clients["generator"] = FakeGenerator(
+        lambda chat: json.dumps(truth[chat[-1]["content"]]),
+        latency_ms=lambda chat: 5000.0 if slow(chat) else 300.0,
+    )
+    return ctx
+
+
+def test_a_cheap_lane_clearly_over_the_latency_cap_stops_after_the_probe(tmp_path):
+    task = load_task(SNIPS)
+    assert task.spec.constraints.max_latency_ms == 2000
+    ctx = _snips_ctx(tmp_path, task, slow=lambda chat: len(chat) > 2)  # prompts with demos
+    lanes = [PromptLane(0), PromptLane(5), RagLane("demos")]
+    decision = BakeOff(task, ctx, lane_objects=lanes, budget_minutes=None).run()
+    measured = {}
+    for e in decision.evidence:
+        if e.value is not None:
+            measured.setdefault(e.lane, []).append((e.cases, e.p95_ms))
+    assert measured["prompt/zero-shot"] == [(8, 300.0), (24, 300.0), (64, 300.0)]
+    assert measured["prompt/5-shot"] == [(8, 5000.0)]
+    [(cases, p95)] = measured["rag/demos"]  # its latency adds the retrieval's
+    assert cases == 8 and p95 >= 5000
+    slow = [e for e in decision.evidence if e.note.startswith("too slow")]
+    assert {e.lane for e in slow} == {"prompt/5-shot", "rag/demos"}
+    assert "8 of 8 cases over the 2000 ms cap" in slow[0].note
+    # the slow lanes answered the 8 probe cases and no more
+    calls = ctx.clients["generator"].calls
+    assert len([c for c in calls if len(c) > 2]) == 16
+    assert decision.lane == "prompt/zero-shot"
+
+
+def test_a_training_lane_over_the_cap_stops_after_one_setting_and_does_not_lead(tmp_path):
+    task = load_task(SNIPS)
+    ctx = _snips_ctx(tmp_path, task, slow=lambda chat: False)
+    ctx.clients["generator"] = FakeGenerator(default="not json", latency_ms=300.0)
+    compound = ScriptedTrainer("compound", base=0.95, gain=0.05, latency_ms=5000.0)
+    compound.family = "compound"
+    sft = ScriptedTrainer("finetune/sft", base=0.5, gain=0.4, latency_ms=300.0)
+    grid = [{"learning_rate": 1e-3}, {"learning_rate": 2e-3, "tokens_per_batch": 1024}]
+    decision = BakeOff(
+        task,
+        ctx,
+        lane_objects=[PromptLane(0), compound, sft],
+        budget_minutes=None,
+        settings_grid=grid,
+    ).run()
+    assert len(compound.seen_rows) == 1  # one setting on the first rung, then stopped
+    notes = [e.note for e in decision.evidence if e.lane.startswith("compound")]
+    assert any(n.startswith("too slow: 64 of 64 cases") for n in notes), notes
+    # the slow lane scored far higher, but it is not the leader finetune/sft must reach
+    assert not any("cannot reach the leader" in n for e in decision.evidence for n in [e.note])
+    sft_rungs = [e for e in decision.evidence if e.lane.startswith("finetune/sft@")]
+    assert [e.settings for e in sft_rungs[:2]] == grid  # it searched the grid itself
+    assert decision.training_plans["finetune/sft"]["share"] == 1.0
+    assert decision.lane == "finetune/sft"
+    assert any("p95 latency 5000 ms" in r.text for r in decision.reasons)
+
+
+def test_when_no_lane_meets_the_cap_the_choice_says_so(tmp_path):
+    task = load_task(SNIPS)
+    ctx = _snips_ctx(tmp_path, task, slow=lambda chat: False)
+    bake = BakeOff(task, ctx, lane_objects=[PromptLane(0)], budget_minutes=None)
+    # 5 of the 64 cases slow, none of them in the first 24: the p95 is over the cap, but not
+    # clearly enough to stop the lane early
+    first = {e.input for e in bake.data.first}
+    slow = {e.input for e in bake.data.cases if e.input not in first}
+    slow = set(sorted(slow)[:5])
+    ctx.clients["generator"] = _snips_ctx(
+        tmp_path / "b", task, slow=lambda chat: chat[-1]["content"] in slow
+    ).clients["generator"]
+    decision = bake.run()
+    assert not any(e.note.startswith("too slow") for e in decision.evidence)
+    assert decision.lane == "prompt/zero-shot"
+    caveat = [r.text for r in decision.reasons if r.signal == "constraint"]
+    assert any(t.startswith("no lane measured on the decision sample meets") for t in caveat)
+
+
+def test_when_every_lane_is_too_slow_the_rules_decide_and_say_why(tmp_path):
+    task = load_task(SNIPS)
+    ctx = _snips_ctx(tmp_path, task, slow=lambda chat: True)
+    decision = BakeOff(
+        task, ctx, lane_objects=[PromptLane(0), PromptLane(5)], budget_minutes=None
+    ).run()
+    assert decision.mode == "rules"
+    last = decision.evidence[-1].note
+    assert last.startswith("the rules decide: no lane could be measured")
+    assert "prompt/5-shot (too slow: 8 of 8 cases" in last
+
+
+@pytest.mark.parametrize("n", [1, 5, 8, 24, 64])
+def test_the_latency_screen_is_the_exact_one_sided_binomial_test(n):
+    from scipy.stats import binomtest
+
+    from compoundai.bakeoff.parts import over_latency_cap
+
+    for k in range(n + 1):
+        stops = over_latency_cap([3000.0] * k + [10.0] * (n - k), 2000) is not None
+        p = binomtest(k, n, 0.05, alternative="greater").pvalue if k else 1.0
+        assert stops == (p < 0.025), (n, k, p)

@@ -58,9 +58,16 @@ def choose(bake: BakeOff) -> Decision:
             )
     for name, why in excluded.items():
         bake._note(name, "choose", f"excluded: {why}")
-    eligible = [c for c in scored if c.name not in excluded] or scored
+    eligible = [c for c in scored if c.name not in excluded]
+    caveat = ""
+    if scored and not eligible:
+        eligible = scored
+        caveat = "no lane measured on the decision sample meets every constraint: the choice is "
+        caveat += "the best of those that do not" + _unmeasured(bake)
+        bake._note("all", "choose", caveat)
     if not eligible:
-        return _fallback(bake, "no lane could be measured on the decision cases")
+        why = "no lane could be measured on the decision cases"
+        return _fallback(bake, why + _unmeasured(bake))
     samples = {c.name: bake.curves.samples(c) for c in eligible}
     best = max(eligible, key=lambda c: samples[c.name][0])
     best_value, best_draws = samples[best.name]
@@ -75,12 +82,24 @@ def choose(bake: BakeOff) -> Decision:
         if c is best or is_tied(best_value - value, float(low), float(high), bake.margin):
             tied.append(c)
     chosen = min(tied, key=lambda c: (cost(bake, c)[0], c.rungs[-1].per_case_ms))
-    return _decision(bake, chosen, best, tied, gaps, samples, excluded)
+    return _decision(bake, chosen, best, tied, gaps, samples, excluded, caveat)
 
 
 def _on_sample(bake: BakeOff, c: Candidate) -> bool:
     n = len(bake.data.cases) or len(bake.data.pairs)
     return any(r.units == n for r in c.rungs)
+
+
+def _unmeasured(bake: BakeOff) -> str:
+    """The lanes never measured on the whole decision sample, and why they stopped."""
+    left = [c for c in bake.candidates if not _on_sample(bake, c)]
+    if not left:
+        return ""
+    said = "; ".join(f"{c.name} ({c.stopped or 'not reached'})" for c in left)
+    hint = ""
+    if any((c.stopped or "").startswith("budget") for c in left):
+        hint = " (a larger --budget-minutes measures the ones the budget stopped)"
+    return f". Not measured on it: {said}{hint}"
 
 
 def _decision(
@@ -91,6 +110,7 @@ def _decision(
     gaps: dict[str, tuple[float, float, float]],
     samples: dict[str, tuple[float, np.ndarray]],
     excluded: dict[str, str],
+    caveat: str = "",
 ) -> Decision:
     from compoundai.router import plan_of
     from compoundai_evaluators.report import signed_interval
@@ -135,6 +155,8 @@ def _decision(
         )
     for name, why in excluded.items():
         reasons.append(Reason(lane=name, signal="constraint", value=None, text=why))
+    if caveat:
+        reasons.insert(1, Reason(lane=chosen.family, signal="constraint", value=None, text=caveat))
     reasons += [r.model_copy(update={"weight": 0.0}) for r in bake.rules.reasons]
     predictions = {
         c.name: dict(zip(("value", "ci_low", "ci_high"), bake.curves.predict(c), strict=True))
@@ -165,7 +187,7 @@ def _decision(
 
 
 def _fallback(bake: BakeOff, why: str) -> Decision:
-    bake._note("all", "choose", f"{why}: the rules decide")
+    bake._note("all", "choose", f"the rules decide: {why}")
     return bake.rules.model_copy(
         update={"mode": "rules", "evidence": bake.evidence, "seconds": bake.budget.elapsed}
     )

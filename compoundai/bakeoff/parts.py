@@ -1,9 +1,12 @@
 """The pieces of a bake-off: measurements (`Rung`), lanes being measured (`Candidate`), the
-budget clock, the first rung's share and settings, feasibility, and the learning-curve fit."""
+budget clock, the first rung's share and settings, feasibility, the latency screen, and the
+learning-curve fit."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +18,7 @@ from compoundai.task import Task
 
 FIRST_SHARE = 0.125  # the first rung's share of a training lane's data
 MIN_RUNG_ROWS = 48  # ... but never fewer rows than this
+LATENCY_PROBE = 8  # cases a cheap lane answers first when the task caps its p95 latency
 
 
 @dataclass
@@ -36,6 +40,7 @@ class Rung:
     steps: int | None = None
     plan: TrainingPlan | None = None
     stats: np.ndarray | None = field(default=None, repr=False)  # per-unit metric statistics
+    latencies: tuple[float, ...] = field(default=(), repr=False)  # per case, ms
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Candidate:
     stopped: str | None = None
     plan: TrainingPlan | None = None  # training lanes: the settings chosen on the first rung
     remote: bool = False
+    too_slow: bool = False  # stopped because its p95 latency is over the task's cap
 
     @property
     def name(self) -> str:
@@ -83,6 +89,29 @@ def first_share(rows: int) -> float:
     while share < 1 and share * rows < MIN_RUNG_ROWS:
         share *= 2
     return min(share, 1.0)
+
+
+def over_latency_cap(latencies: Sequence[float], cap: float) -> str | None:
+    """Why a lane's p95 latency is over `cap` with confidence, from a few cases (None: not
+    shown). More than 5% of a lane's cases over the cap is a p95 over it; the exact one-sided
+    binomial test rejects "at most 5% over" when P(X >= k | n, 0.05) < 0.025 for k of n cases
+    over. That takes 3 of 8 cases, 5 of 24, 8 of 64: a lane slow on most cases stops after a
+    few, and one slow case in a handful never stops a lane.
+
+    >>> over_latency_cap([2500, 3100, 2600, 900, 800, 700, 950, 990], 2000)
+    '3 of 8 cases over the 2000 ms cap (exact binomial test of at most 5% over: p = 0.0058)'
+    >>> over_latency_cap([2500, 3100, 900, 800, 700, 950, 990, 880], 2000) is None
+    True
+    """
+    n = len(latencies)
+    k = sum(1 for ms in latencies if ms > cap)
+    if n == 0 or k == 0:
+        return None
+    p = sum(math.comb(n, i) * 0.05**i * 0.95 ** (n - i) for i in range(k, n + 1))
+    if p >= 0.025:
+        return None
+    test = f"exact binomial test of at most 5% over: p = {p:.2g}"
+    return f"{k} of {n} cases over the {cap:g} ms cap ({test})"
 
 
 def default_grid(task: Task) -> list[dict[str, Any]]:

@@ -13,12 +13,14 @@ import numpy as np
 from compoundai.bakeoff.choose import choose
 from compoundai.bakeoff.data import decision_data, decision_metric
 from compoundai.bakeoff.parts import (
+    LATENCY_PROBE,
     Budget,
     Candidate,
     Rung,
     default_grid,
     first_share,
     infeasible,
+    over_latency_cap,
 )
 from compoundai.bakeoff.predict import RESAMPLES, Curves
 from compoundai.context import RunContext
@@ -146,6 +148,7 @@ class BakeOff:
             release_memory()
         n = len(units) or len(self.data.pairs)
         latency = result.latency_ms
+        latencies = tuple(float(row["latency_ms"]) for row in result.info.get("predictions", []))
         return Rung(
             lane=name,
             stage=stage,
@@ -162,6 +165,7 @@ class BakeOff:
             steps=training.steps if training else None,
             plan=plan,
             stats=comparison.scored[name].stats[self.metric],
+            latencies=latencies,
         )
 
     def _record(self, rung: Rung, note: str = "") -> None:
@@ -175,6 +179,7 @@ class BakeOff:
                 ci_low=round(rung.ci_low, 4),
                 ci_high=round(rung.ci_high, 4),
                 seconds=rung.seconds,
+                p95_ms=round(rung.p95_ms, 1) if rung.latencies else None,
                 train_seconds=round(rung.train_seconds, 1),
                 train_tokens=rung.train_tokens,
                 steps=rung.steps,
@@ -220,31 +225,53 @@ class BakeOff:
         )
 
     def _cheap_stage(self) -> None:
-        """Stage 2: the cheap lanes on the small sample, the survivors on the whole sample."""
+        """Stage 2: the cheap lanes on the small sample, the survivors on the whole sample.
+
+        When the task caps p95 latency, each lane first answers `LATENCY_PROBE` cases, and one
+        clearly over the cap (`over_latency_cap`) stops there: its score could not make it the
+        choice, and the minutes it would take go to the training lanes. The probe's answers are
+        cached, so the small sample reuses them."""
         cheap = [c for c in self.candidates if not c.trains]
         units_first = self.data.first if self.data.cases else []
-        if units_first and len(units_first) < len(self.data.cases):
+        screen = bool(units_first) and len(units_first) < len(self.data.cases)
+        samples: list[tuple[list[Example], str]] = []
+        if self._latency_cap and len(units_first or self.data.cases) > LATENCY_PROBE:
+            probe = (units_first or self.data.cases)[:LATENCY_PROBE]
+            samples.append((probe, "the latency probe"))
+        if screen:
+            samples.append((units_first, f"first {len(units_first)} decision cases"))
+        samples.append((self.data.cases, "the decision sample"))
+        for i, (units, what) in enumerate(samples):
             for c in cheap:
-                rung = self.measure(c.lane, units_first, "cheap", None)
+                if c.stopped:
+                    continue
+                rung = self.measure(c.lane, units, "cheap", None)
                 if isinstance(rung, str):
                     c.stopped = rung
                     self._note(c.name, "cheap", f"failed: {rung}")
                     continue
                 c.rungs.append(rung)
-                self._record(rung, f"first {len(units_first)} decision cases")
-            self._drop_clearly_behind([c for c in cheap if c.rungs and not c.stopped])
-        for c in cheap:
-            if c.stopped:
-                continue
-            rung = self.measure(c.lane, self.data.cases, "cheap", None)
-            if isinstance(rung, str):
-                c.stopped = rung
-                self._note(c.name, "cheap", f"failed: {rung}")
-                continue
-            c.rungs.append(rung)
-            self._record(rung, "the decision sample")
+                self._record(rung, what)
+                self._stop_if_too_slow(c, rung)
+            if screen and i == len(samples) - 2:  # after the first sample
+                self._drop_clearly_behind([c for c in cheap if c.rungs and not c.stopped])
         self._built.clear()  # the cheap lanes' models and index are not needed for training
         release_memory()
+
+    @property
+    def _latency_cap(self) -> float | None:
+        return self.task.spec.constraints.max_latency_ms or None
+
+    def _stop_if_too_slow(self, c: Candidate, rung: Rung) -> bool:
+        """Stop a lane whose p95 latency is clearly over the task's cap (said in the evidence);
+        whether it stopped."""
+        cap = self._latency_cap
+        why = over_latency_cap(rung.latencies, cap) if cap else None
+        if why is None:
+            return False
+        c.stopped, c.too_slow = f"too slow: {why}", True
+        self._note(c.name, rung.stage, c.stopped)
+        return True
 
     def _drop_clearly_behind(self, measured: list[Candidate]) -> None:
         if len(measured) < 2:
@@ -324,6 +351,7 @@ class BakeOff:
                     continue
                 c.rungs.append(rung)
                 self._record(rung, f"rung {len(c.rungs)}: {plan.label}")
+                self._stop_if_too_slow(c, rung)
                 progressed = True
             if not progressed:
                 return
@@ -365,6 +393,10 @@ class BakeOff:
             self._record(rung, f"rung 1, setting {i + 1} of {len(grid)}: {plan.label}")
             if best is None or rung.value > best.value:
                 best = rung
+            if self._stop_if_too_slow(c, rung):  # other settings would not make it fast
+                c.rungs.append(rung)
+                c.plan = rung.plan
+                return
         if best is not None:
             c.rungs.append(best)
             c.plan = best.plan
@@ -383,7 +415,11 @@ class BakeOff:
         return tokens / THROUGHPUT_GUESS + per_case * len(self.data.cases)
 
     def _leader_value(self) -> float:
-        scored = [c for c in self.candidates if c.rungs and not (c.stopped and not c.trains)]
+        scored = [
+            c
+            for c in self.candidates
+            if c.rungs and not (c.stopped and not c.trains) and not c.too_slow
+        ]
         values = [self.curves.predict(c)[0] for c in scored]
         finite = [v for v in values if np.isfinite(v)]
         return max(finite) if finite else float("-inf")

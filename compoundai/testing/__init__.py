@@ -42,8 +42,12 @@ class FakeGenerator:
         default: str = "",
         scores: Callable[[Chat, str], float] | None = None,
         name: str = "fake",
+        latency_ms: float | Callable[[Chat], float] | None = None,
     ) -> None:
+        """`latency_ms`, when given, is the latency each generation reports (a number, or one
+        computed from the prompt), so tests of latency constraints need no clock."""
         self.name = name
+        self.latency_ms = latency_ms
         self.responses = responses
         self.default = default
         self.scores = scores
@@ -68,7 +72,11 @@ class FakeGenerator:
             self.calls.append(chat)
             text = self._answer(chat)
             prompt_tokens = sum(len(m["content"].split()) for m in chat)
-            out.append(Generation(text, prompt_tokens, len(text.split())))
+            extra: dict[str, object] = {}
+            if self.latency_ms is not None:
+                ms = self.latency_ms(chat) if callable(self.latency_ms) else self.latency_ms
+                extra["latency_ms"] = float(ms)
+            out.append(Generation(text, prompt_tokens, len(text.split()), extra=extra))
         return out
 
     def score(self, prompt: Chat, continuations: Sequence[str]) -> list[float]:

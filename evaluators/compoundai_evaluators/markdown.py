@@ -48,7 +48,7 @@ def _decision(report: Report) -> list[str]:
     return lines
 
 
-EVIDENCE_HEAD = ["stage", "lane", "data", "cases", "value [95% CI]", "s", "note"]
+EVIDENCE_HEAD = ["stage", "lane", "data", "cases", "value [95% CI]", "s", "p95 ms", "note"]
 DEV_TEST_HEAD = ["lane", "data", "dev", "predicted at full data", "test"]
 
 
@@ -63,9 +63,9 @@ def evidence_rows(decision: dict[str, Any]) -> list[list[str]]:
         )
         share = f"{e['data_share']:.0%}" if e.get("data_share") is not None else "-"
         seconds = f"{e['seconds']:.0f}" if e.get("seconds") is not None else "-"
-        rows.append(
-            [e["stage"], e["lane"], share, str(e.get("cases") or "-"), value, seconds, e["note"]]
-        )
+        p95 = f"{e['p95_ms']:.0f}" if e.get("p95_ms") is not None else "-"
+        cases = str(e.get("cases") or "-")
+        rows.append([e["stage"], e["lane"], share, cases, value, seconds, p95, e["note"]])
     return rows
 
 
