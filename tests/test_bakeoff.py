@@ -17,6 +17,7 @@ from compoundai.cli import cli
 from compoundai.context import RunContext
 from compoundai.contract import BuildInfo, OutputContract, TrainingFacts
 from compoundai.lanes import PromptLane, RagLane
+from compoundai.lanes.rungs import TrainingPlan
 from compoundai.run import run_task
 from compoundai.system import CompoundSystem
 from compoundai.task import Task, load_task
@@ -512,3 +513,54 @@ def test_the_latency_screen_is_the_exact_one_sided_binomial_test(n):
         stops = over_latency_cap([3000.0] * k + [10.0] * (n - k), 2000) is not None
         p = binomtest(k, n, 0.05, alternative="greater").pvalue if k else 1.0
         assert stops == (p < 0.025), (n, k, p)
+
+
+def test_a_first_rung_is_reckoned_from_measured_tokens_and_throughput(tmp_path, monkeypatch):
+    task = load_task(SNIPS)
+    ctx = _snips_ctx(tmp_path, task, slow=lambda chat: False)
+    compound = ScriptedTrainer("compound", base=0.5, gain=0.4, seconds=5.0)
+    compound.family = "compound"
+    sft = ScriptedTrainer("finetune/sft", base=0.5, gain=0.4, seconds=5.0)
+    bake = BakeOff(
+        task,
+        ctx,
+        lane_objects=[PromptLane(0), RagLane("demos"), compound, sft],
+        budget_minutes=None,
+        settings_grid=[{}],
+    )
+    bake._feasible()
+    bake._cheap_stage()
+    by_name = {c.name: c for c in bake.candidates}
+    demos = by_name["rag/demos"].rungs[-1]
+    assert demos.tokens_per_case > 100  # its prompt holds retrieved demonstrations
+    plan = TrainingPlan(share=0.125)
+    monkeypatch.setattr("compoundai.hardware.cpu_has_bf16", lambda: False)
+    # before anything trained: compound's rows are rag/demos prompts, at the fp32 guess
+    seconds, how = bake._first_estimate(by_name["compound"], 100, plan)
+    assert f"x {demos.tokens_per_case:.0f} tokens" in how and "a guess for fp32" in how
+    epochs = task.spec.finetune.epochs
+    train = 100 * demos.tokens_per_case * epochs / 120  # rows x tokens x epochs / tokens per s
+    assert seconds == pytest.approx(train + demos.per_case_ms / 1000 * 64)
+    seconds, how = bake._first_estimate(by_name["finetune/sft"], 100, plan)
+    assert "x 80 tokens" in how
+    # once a rung trained, its throughput replaces the guess (1000 tokens in 5 s)
+    bake._first_rung(by_name["compound"])
+    _, how = bake._first_estimate(by_name["finetune/sft"], 100, plan)
+    assert "at 200 tokens/s (measured on the rungs trained so far)" in how
+
+
+def test_a_first_rung_that_would_overrun_the_budget_is_not_started(tmp_path):
+    task = load_task(SNIPS)
+    ctx = _snips_ctx(tmp_path, task, slow=lambda chat: False)
+    compound = ScriptedTrainer("compound", base=0.5, gain=0.4)
+    compound.family = "compound"
+    decision = BakeOff(
+        task,
+        ctx,
+        lane_objects=[PromptLane(0), RagLane("demos"), compound],
+        budget_minutes=0.5,  # 30 s: compound's rows at the guess take minutes
+        settings_grid=[{}],
+    ).run()
+    assert compound.seen_rows == []
+    [note] = [e.note for e in decision.evidence if e.lane == "compound"]
+    assert note.startswith("budget: even the first rung") and "tokens/s" in note

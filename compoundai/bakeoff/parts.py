@@ -41,6 +41,7 @@ class Rung:
     plan: TrainingPlan | None = None
     stats: np.ndarray | None = field(default=None, repr=False)  # per-unit metric statistics
     latencies: tuple[float, ...] = field(default=(), repr=False)  # per case, ms
+    tokens_per_case: float = 0.0  # prompt and answer tokens a case read and wrote
 
 
 @dataclass

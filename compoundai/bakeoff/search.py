@@ -33,7 +33,10 @@ from compoundai.profile import profile
 from compoundai.router import LANES, Decision, Evidence, Router
 from compoundai.task import Task
 
-THROUGHPUT_GUESS = 300.0  # training tokens/s assumed before a lane has trained (2-core CPU)
+# training tokens/s assumed before anything trained in this decision (2-core CPU: measured
+# 115-127 tokens/s for LoRA SFT of SmolLM2 in fp32, benchmarks/README.md; bf16 about 2.5x that)
+THROUGHPUT_GUESS = {"bf16": 300.0, "fp32": 120.0}
+TOKENS_PER_ROW = 80  # a plain training row: prompt template, input, answer
 
 
 class BakeOff:
@@ -166,6 +169,10 @@ class BakeOff:
             plan=plan,
             stats=comparison.scored[name].stats[self.metric],
             latencies=latencies,
+            tokens_per_case=(
+                (result.cost.get("prompt_tokens", 0.0) + result.cost.get("completion_tokens", 0.0))
+                / max(len(units), 1)
+            ),
         )
 
     def _record(self, rung: Rung, note: str = "") -> None:
@@ -374,14 +381,17 @@ class BakeOff:
             )
         for i, settings in enumerate(grid):
             plan = TrainingPlan(share=share, exclude=self.data.exclude, **settings)
-            estimate = self._first_estimate(n_rows * share, plan)
+            if best is None:
+                estimate, how = self._first_estimate(c, n_rows * share, plan)
+            else:  # another setting trains the same rows: as long as the one measured
+                estimate, how = best.seconds, "as long as the setting measured"
             if best is not None and not self.budget.fits(estimate):
                 self._note(c.name, "rung", f"budget: setting {i + 1} ({plan.label}) not tried")
                 break
             if best is None and not self.budget.fits(estimate):
                 c.stopped = (
                     f"budget: even the first rung ({share:.0%} of the data, about "
-                    f"{estimate / 60:.1f} min) does not fit"
+                    f"{estimate / 60:.1f} min: {how}) does not fit"
                 )
                 self._note(c.name, "rung", c.stopped)
                 return
@@ -404,15 +414,47 @@ class BakeOff:
                 assert best.plan is not None
                 self._sft_choice = (c.name, best.plan.settings())
 
-    def _first_estimate(self, rows: float, plan: TrainingPlan) -> float:
-        """Seconds a first rung may take, before anything was trained: tokens / a guess."""
+    def _first_estimate(self, c: Candidate, rows: float, plan: TrainingPlan) -> tuple[float, str]:
+        """Seconds a lane's first rung may take, before it trained, and how that was reckoned:
+        its training tokens over a throughput, plus scoring the decision cases.
+
+        A compound row is the prompt of the rag lane it trains on (rag/demos; rag for free
+        text) with its answer, so its tokens are that lane's measured prompt and answer tokens
+        per case when the cheap stage measured it (an over-estimate: the rows leave out the
+        output contract); another row is about `TOKENS_PER_ROW`. The throughput is the
+        training tokens/s of the rungs this decision already trained, else `THROUGHPUT_GUESS`
+        for the CPU (bf16 or fp32). Scoring takes the per-case time of that rag lane, or of the
+        fastest model-calling cheap lane (a fine-tuned lane reads a short prompt)."""
         finetune = self.task.spec.finetune
         epochs = plan.epochs or finetune.epochs
-        # a fine-tuned lane reads a short prompt: as fast as the fastest model-calling lane
-        cheap = [r for c in self.candidates if not c.trains for r in c.rungs if r.per_case_ms > 1]
-        per_case = min((r.per_case_ms for r in cheap), default=500.0) / 1000
-        tokens = rows * 80 * epochs  # ~80 tokens a row (prompt template, input, answer)
-        return tokens / THROUGHPUT_GUESS + per_case * len(self.data.cases)
+        measured = [r for x in self.candidates if not x.trains for r in x.rungs]
+        like = [r for r in measured if r.lane == self._rows_like(c) and r.tokens_per_case > 0]
+        per_row = like[-1].tokens_per_case if like else TOKENS_PER_ROW
+        trained = [r for x in self.candidates for r in x.rungs if r.train_seconds > 0]
+        if trained:
+            seconds = sum(r.train_seconds for r in trained)
+            throughput = sum(r.train_tokens for r in trained) / seconds
+            source = "measured on the rungs trained so far"
+        else:
+            from compoundai.hardware import cpu_has_bf16
+
+            kind = "bf16" if cpu_has_bf16() else "fp32"
+            throughput, source = THROUGHPUT_GUESS[kind], f"a guess for {kind}"
+        calling = [r.per_case_ms for r in measured if r.per_case_ms > 1]
+        per_case_ms = like[-1].per_case_ms if like else min(calling, default=500.0)
+        n = len(self.data.cases)
+        train = rows * per_row * epochs / max(throughput, 1.0)
+        how = (
+            f"{rows:.0f} rows x {per_row:.0f} tokens x {epochs:g} epochs at {throughput:.0f} "
+            f"tokens/s ({source}), then {n} cases x {per_case_ms / 1000:.1f} s"
+        )
+        return train + per_case_ms / 1000 * n, how
+
+    def _rows_like(self, c: Candidate) -> str | None:
+        """The cheap lane whose prompts a training lane's rows are (compound: its rag lane)."""
+        if c.family != "compound":
+            return None
+        return "rag" if self.task.spec.output.type == "free_text" else "rag/demos"
 
     def _leader_value(self) -> float:
         scored = [
