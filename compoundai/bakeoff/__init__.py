@@ -11,9 +11,9 @@ successive halving (Jamieson & Talwalkar 2016; Hyperband, Li et al. 2018) on two
 2. **cheap lanes** (nothing to train): every variant on a small stratified sample of the dev
    cases, then the ones not clearly behind the leader (the paired interval of leader minus
    lane lies above the margin) on the whole decision sample. When the task caps p95 latency,
-   each first answers 8 cases, and a lane clearly over the cap (an exact one-sided binomial
-   test rejects "at most 5% of its cases over": 3 of 8, 5 of 24, 8 of 64) stops there, so the
-   minutes go to the training lanes; the same test stops a training lane after any rung.
+   each first answers 8 of them, and a lane whose median case is over the cap (so its p95 is
+   too) stops there, so the minutes go to the training lanes; the same rule stops a training
+   lane after a rung.
 3. **training lanes on slices**: each training variant trained on a share of its data (the
    first rung; two settings of learning rate and optimizer steps are tried there and the better
    one kept), scored on the same dev cases; a lane whose predicted full-data score can still

@@ -63,10 +63,11 @@ def choose(bake: BakeOff) -> Decision:
     if scored and not eligible:
         eligible = scored
         caveat = "no lane measured on the decision sample meets every constraint: the choice is "
-        caveat += "the best of those that do not" + _unmeasured(bake)
+        caveat += "made among them as if they did (the cheapest tied with the best)"
+        caveat += _unmeasured(bake)
         bake._note("all", "choose", caveat)
     if not eligible:
-        why = "no lane could be measured on the decision cases"
+        why = "no lane reached the whole decision sample"
         return _fallback(bake, why + _unmeasured(bake))
     samples = {c.name: bake.curves.samples(c) for c in eligible}
     best = max(eligible, key=lambda c: samples[c.name][0])

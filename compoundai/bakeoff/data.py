@@ -4,13 +4,14 @@ of train, and the metric it decides by. The test split is never read here."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from compoundai.context import RunContext
 from compoundai.data import Example, PreferencePair, sample_cases
 from compoundai.errors import UserInputError
 from compoundai.task import Task
 
+LATENCY_PROBE = 8  # cases a cheap lane answers first when the task caps its p95 latency
 # Metrics a lane can score well on while answering badly: never what a task is decided on.
 NOT_QUALITY = {"json_valid", "mrr", "groundedness", "abstention_accuracy"}
 
@@ -37,6 +38,7 @@ class DecisionData:
     source: str  # "dev", "train slice" or "synthetic dev"
     exclude: frozenset[str]  # training ids held out as that slice
     note: str
+    probe: list[Example] = field(default_factory=list)  # of `first`: the latency probe
 
 
 class NoSyntheticDev(UserInputError):
@@ -125,7 +127,8 @@ def decision_data(
             f"no dev split: {len(dev)} training examples were held out as the decision's "
             f"cases ({len(sample)} measured) and left out of its training"
         )
-    return DecisionData(sample, small, pairs, source, exclude, note)
+    probe = sample_cases(small, min(LATENCY_PROBE, len(small)), seed, stratify)
+    return DecisionData(sample, small, pairs, source, exclude, note, probe)
 
 
 def needs_for_measuring(task: Task) -> str | None:

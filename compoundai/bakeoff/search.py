@@ -1,4 +1,6 @@
-"""The bake-off itself: the four stages of `BakeOff.run` (see `compoundai.bakeoff`)."""
+"""The bake-off itself: the four stages of `BakeOff.run` (see `compoundai.bakeoff`). Kept as
+one piece: the stages read and write one decision's state (candidates, rungs, budget,
+evidence)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import numpy as np
 from compoundai.bakeoff.choose import choose
 from compoundai.bakeoff.data import decision_data, decision_metric
 from compoundai.bakeoff.parts import (
-    LATENCY_PROBE,
     Budget,
     Candidate,
     Rung,
@@ -234,16 +235,17 @@ class BakeOff:
     def _cheap_stage(self) -> None:
         """Stage 2: the cheap lanes on the small sample, the survivors on the whole sample.
 
-        When the task caps p95 latency, each lane first answers `LATENCY_PROBE` cases, and one
-        clearly over the cap (`over_latency_cap`) stops there: its score could not make it the
-        choice, and the minutes it would take go to the training lanes. The probe's answers are
-        cached, so the small sample reuses them."""
+        When the task caps p95 latency, each lane first answers `LATENCY_PROBE` cases (a
+        stratified sample of the first sample), and one whose median case is over the cap
+        (`over_latency_cap`) stops there: its score could not make it the choice, and the
+        minutes it would take go to the training lanes. The probe's answers are cached, so the
+        first sample reuses them."""
         cheap = [c for c in self.candidates if not c.trains]
         units_first = self.data.first if self.data.cases else []
         screen = bool(units_first) and len(units_first) < len(self.data.cases)
         samples: list[tuple[list[Example], str]] = []
-        if self._latency_cap and len(units_first or self.data.cases) > LATENCY_PROBE:
-            probe = (units_first or self.data.cases)[:LATENCY_PROBE]
+        probe = self.data.probe
+        if self._latency_cap and probe and len(probe) < len(units_first or self.data.cases):
             samples.append((probe, "the latency probe"))
         if screen:
             samples.append((units_first, f"first {len(units_first)} decision cases"))
@@ -379,12 +381,13 @@ class BakeOff:
                 f"settings {chosen or 'of the task'} as chosen on {source}'s first rung (the "
                 "same LoRA SFT on the same rows): the grid is not searched again",
             )
+        tried: list[float] = []  # seconds of each setting measured
         for i, settings in enumerate(grid):
             plan = TrainingPlan(share=share, exclude=self.data.exclude, **settings)
             if best is None:
                 estimate, how = self._first_estimate(c, n_rows * share, plan)
-            else:  # another setting trains the same rows: as long as the one measured
-                estimate, how = best.seconds, "as long as the setting measured"
+            else:  # another setting trains the same rows: as long as the slowest measured
+                estimate, how = max(tried), "as long as the settings measured"
             if best is not None and not self.budget.fits(estimate):
                 self._note(c.name, "rung", f"budget: setting {i + 1} ({plan.label}) not tried")
                 break
@@ -401,9 +404,10 @@ class BakeOff:
                 self._note(c.name, "rung", f"failed: {rung}")
                 return
             self._record(rung, f"rung 1, setting {i + 1} of {len(grid)}: {plan.label}")
+            tried.append(rung.seconds)
             if best is None or rung.value > best.value:
                 best = rung
-            if self._stop_if_too_slow(c, rung):  # other settings would not make it fast
+            if i == 0 and self._stop_if_too_slow(c, rung):  # a learning rate won't make it fast
                 c.rungs.append(rung)
                 c.plan = rung.plan
                 return
