@@ -410,15 +410,19 @@ def test_knowledge_that_changes_daily_never_chooses_a_lane_that_trains_it_in(ban
 SNIPS = BANKING.parent.parent / "snips_json" / "task.yaml"
 
 
-def _snips_ctx(tmp_path: Path, task: Task, slow: Callable[[list], bool]) -> RunContext:
+def _snips_generator(task: Task, slow: Callable[[list], bool]) -> FakeGenerator:
     """A fake whose answers are the gold JSON and whose latency is 5 s where `slow(chat)`,
     0.3 s elsewhere (the task caps p95 at 2 s)."""
-    ctx = _fake_ctx(tmp_path, task)
     truth = {e.input: e.output for split in task.examples.values() for e in split}
-    ctx.clients["generator"] = FakeGenerator(
+    return FakeGenerator(
         lambda chat: json.dumps(truth[chat[-1]["content"]]),
         latency_ms=lambda chat: 5000.0 if slow(chat) else 300.0,
     )
+
+
+def _snips_ctx(tmp_path: Path, task: Task, slow: Callable[[list], bool]) -> RunContext:
+    ctx = _fake_ctx(tmp_path, task)
+    ctx.clients["generator"] = _snips_generator(task, slow)
     return ctx
 
 
@@ -481,9 +485,7 @@ def test_when_no_lane_meets_the_cap_the_choice_says_so(tmp_path):
     first = {e.input for e in bake.data.first}
     slow = {e.input for e in bake.data.cases if e.input not in first}
     slow = set(sorted(slow)[:5])
-    ctx.clients["generator"] = _snips_ctx(
-        tmp_path / "b", task, slow=lambda chat: chat[-1]["content"] in slow
-    ).clients["generator"]
+    ctx.clients["generator"] = _snips_generator(task, lambda chat: chat[-1]["content"] in slow)
     decision = bake.run()
     assert not any(e.note.startswith("too slow") for e in decision.evidence)
     assert decision.lane == "prompt/zero-shot"

@@ -236,9 +236,9 @@ class BakeOff:
         """Stage 2: the cheap lanes on the small sample, the survivors on the whole sample.
 
         When the task caps p95 latency, each lane first answers `LATENCY_PROBE` cases (a
-        stratified sample of the first sample), and one whose median case is over the cap
-        (`over_latency_cap`) stops there: its score could not make it the choice, and the
-        minutes it would take go to the training lanes. The probe's answers are cached, so the
+        sample of the first sample, stratified for labels), and one whose median case is over
+        the cap (`over_latency_cap`) stops there: its score could not make it the choice, and
+        the minutes it would take go to the training lanes. The probe's answers are cached, so the
         first sample reuses them."""
         cheap = [c for c in self.candidates if not c.trains]
         units_first = self.data.first if self.data.cases else []
@@ -250,7 +250,7 @@ class BakeOff:
         if screen:
             samples.append((units_first, f"first {len(units_first)} decision cases"))
         samples.append((self.data.cases, "the decision sample"))
-        for i, (units, what) in enumerate(samples):
+        for units, what in samples:
             for c in cheap:
                 if c.stopped:
                     continue
@@ -262,7 +262,7 @@ class BakeOff:
                 c.rungs.append(rung)
                 self._record(rung, what)
                 self._stop_if_too_slow(c, rung)
-            if screen and i == len(samples) - 2:  # after the first sample
+            if screen and units is units_first:
                 self._drop_clearly_behind([c for c in cheap if c.rungs and not c.stopped])
         self._built.clear()  # the cheap lanes' models and index are not needed for training
         release_memory()
