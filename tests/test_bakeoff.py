@@ -17,6 +17,7 @@ from compoundai.cli import cli
 from compoundai.context import RunContext
 from compoundai.contract import BuildInfo, OutputContract, TrainingFacts
 from compoundai.lanes import PromptLane, RagLane
+from compoundai.lanes.prompt import contract_of
 from compoundai.lanes.rungs import TrainingPlan
 from compoundai.run import run_task
 from compoundai.system import CompoundSystem
@@ -545,12 +546,18 @@ def test_a_first_rung_is_reckoned_from_measured_tokens_and_throughput(tmp_path, 
     assert demos.tokens_per_case > 100  # its prompt holds retrieved demonstrations
     plan = TrainingPlan(share=0.125)
     monkeypatch.setattr("compoundai.hardware.cpu_has_bf16", lambda: False)
-    # before anything trained: compound's rows are rag/demos prompts, at the fp32 guess
+    # before anything trained: compound's rows are rag/demos prompts less the output
+    # contract (the fake counts words), at most 12.5% of compound.max_train_rows (400) of them,
+    # at the fp32 guess
+    contract = len(("\n\n" + contract_of(task).describe()).split())
+    per_row = demos.tokens_per_case - contract
+    assert contract > 10 and per_row > 40
     seconds, how = bake._first_estimate(by_name["compound"], 100, plan)
-    assert f"x {demos.tokens_per_case:.0f} tokens" in how and "a guess for fp32" in how
+    assert f"50 rows x {per_row:.0f} tokens" in how and "a guess for fp32" in how
     epochs = task.spec.finetune.epochs
-    train = 100 * demos.tokens_per_case * epochs / 120  # rows x tokens x epochs / tokens per s
+    train = 50 * per_row * epochs / 120  # rows x tokens x epochs / tokens per s
     assert seconds == pytest.approx(train + demos.per_case_ms / 1000 * 64)
+    assert bake._first_estimate(by_name["compound"], 20, plan)[1].startswith("20 rows")
     seconds, how = bake._first_estimate(by_name["finetune/sft"], 100, plan)
     assert "x 80 tokens" in how
     # once a rung trained, its throughput replaces the guess (1000 tokens in 5 s)

@@ -100,3 +100,16 @@ def test_cli_run_banking_with_real_models(tmp_path, real_ctx):
     assert (diff["a"], diff["b"]) == ("prompt/5-shot", "prompt/zero-shot")
     assert diff["a_better"] >= diff["b_better"] and diff["compared"] == 12
     assert report["verdict"]["overall"] == report["winner"]
+
+
+def test_the_bake_off_counts_the_contract_in_the_real_tokenizer(real_ctx):
+    """A compound rung's estimate leaves banking77's output contract (the 77-label list) out
+    of its rows: counted in SmolLM2's tokens (572 when measured), several times its words."""
+    from compoundai.bakeoff import BakeOff
+    from compoundai.lanes.prompt import contract_of
+    from compoundai.task import load_task
+
+    task = load_task(BANKING)
+    tokens = BakeOff(task, real_ctx)._contract_tokens()
+    words = len(contract_of(task).describe().split())
+    assert 400 < tokens < 800 and tokens > 3 * words

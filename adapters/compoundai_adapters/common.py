@@ -49,9 +49,9 @@ class TrainSettings(Strict):
         "auto",
         description="Tokens per forward/backward pass of the SFT and pretraining losses: a "
         "batch of more is accumulated in slices of this size (the same gradient, a fraction of "
-        "the activation memory). auto: 1,024 under bf16 autocast, 512 in fp32 (whose "
-        "activations take twice the bytes; see `micro_tokens_for`). null: the whole batch in "
-        "one pass.",
+        "the activation memory). auto: 512 (measured as fast as 1,024 within the noise, in "
+        "bf16 and in fp32, for a third less memory; see `micro_tokens_for`). null: the whole "
+        "batch in one pass.",
     )
     max_seq_len: int = Field(1024, gt=0)
     row_len: int | None = Field(
@@ -72,20 +72,21 @@ class TrainSettings(Strict):
     quantize_4bit: bool = Field(False, description="QLoRA: needs bitsandbytes and a GPU.")
 
 
-def micro_tokens_for(settings: TrainSettings, bf16: bool) -> int | None:
+def micro_tokens_for(settings: TrainSettings) -> int | None:
     """The tokens of one forward/backward pass: `micro_tokens`, with `auto` resolved.
 
-    `auto` keeps the activations of a pass near 2 GB either way. LoRA SFT on SmolLM2-135M,
-    4,096-token steps, peak RSS of the training process: in bf16 (AMX) 2.64 GB at 1,024; in
-    fp32 (2-core AMD EPYC) 4.59 GB at 1,024, 2.84 GB at 512 (10% fewer tokens/s), 1.99 GB at
-    256 (25% fewer): benchmarks/README.md, "Memory of make run".
+    `auto` is 512 tokens. LoRA SFT on SmolLM2-135M, 4,096-token steps, peak RSS of the
+    training process: in fp32 (2-core AMD EPYC) 4.59 GB at 1,024, 2.84 GB at 512 (10% fewer
+    tokens/s), 1.99 GB at 256 (25% fewer); in bf16 (2-core AMD EPYC with AVX-512 bf16, the
+    compound lane's 200-token chats) 2.55 GB at 1,024, 1.75 GB at 512 (344 against 359
+    tokens/s, inside the run-to-run spread): benchmarks/README.md, "Memory of make run".
 
-    >>> micro_tokens_for(TrainSettings(model="m", output_dir="o"), bf16=False)
+    >>> micro_tokens_for(TrainSettings(model="m", output_dir="o"))
     512
-    >>> micro_tokens_for(TrainSettings(model="m", output_dir="o", micro_tokens=None), True)
+    >>> micro_tokens_for(TrainSettings(model="m", output_dir="o", micro_tokens=None))
     """
     if settings.micro_tokens == "auto":
-        return 1024 if bf16 else 512
+        return 512
     return settings.micro_tokens
 
 

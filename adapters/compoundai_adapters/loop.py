@@ -155,7 +155,7 @@ def train_loop(
     total = settings.max_steps or max(1, math.ceil(per_epoch * settings.epochs))
     warmup = int(total * settings.warmup_ratio)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    micro = micro_tokens_for(settings, bf16) if loss_fn in PER_TARGET_LOSSES else None
+    micro = micro_tokens_for(settings) if loss_fn in PER_TARGET_LOSSES else None
     optimizer = torch.optim.AdamW(
         trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay
     )

@@ -423,9 +423,11 @@ class BakeOff:
         its training tokens over a throughput, plus scoring the decision cases.
 
         A compound row is the prompt of the rag lane it trains on (rag/demos; rag for free
-        text) with its answer, so its tokens are that lane's measured prompt and answer tokens
-        per case when the cheap stage measured it (an over-estimate: the rows leave out the
-        output contract); another row is about `TOKENS_PER_ROW`. The throughput is the
+        text) without the output contract, with its answer: its tokens are that lane's
+        measured prompt and answer tokens per case, less the contract's (banking77's 77-label
+        list is two thirds of a rag/demos prompt), when the cheap stage measured it; and a
+        compound rung trains on at most its share of `compound.max_train_rows` prompts, as
+        `apply_plan` cuts them. Another row is about `TOKENS_PER_ROW`. The throughput is the
         training tokens/s of the rungs this decision already trained, else `THROUGHPUT_GUESS`
         for the CPU (bf16 or fp32). Scoring takes the per-case time of that rag lane, or of the
         fastest model-calling cheap lane (a fine-tuned lane reads a short prompt)."""
@@ -434,6 +436,10 @@ class BakeOff:
         measured = [r for x in self.candidates if not x.trains for r in x.rungs]
         like = [r for r in measured if r.lane == self._rows_like(c) and r.tokens_per_case > 0]
         per_row = like[-1].tokens_per_case if like else TOKENS_PER_ROW
+        if c.family == "compound":
+            rows = min(rows, math.ceil(plan.share * self.task.spec.compound.max_train_rows))
+            if like:
+                per_row = max(per_row - self._contract_tokens(), TOKENS_PER_ROW / 2)
         trained = [r for x in self.candidates for r in x.rungs if r.train_seconds > 0]
         if trained:
             seconds = sum(r.train_seconds for r in trained)
@@ -453,6 +459,26 @@ class BakeOff:
             f"tokens/s ({source}), then {n} cases x {per_case_ms / 1000:.1f} s"
         )
         return train + per_case_ms / 1000 * n, how
+
+    def _contract_tokens(self) -> int:
+        """Tokens the output contract adds to a prompt's system message, in the generator's
+        own count: its tokenizer, or words for a generator without one (the test fakes count
+        words)."""
+        from compoundai.lanes.prompt import contract_of
+
+        text = "\n\n" + contract_of(self.task).describe()
+        injected = self.ctx.clients.get("generator")
+        tokenizer = getattr(injected, "tokenizer", None)
+        if injected is not None and tokenizer is None:
+            return len(text.split())
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            from compoundai.models import ModelStore
+
+            path = ModelStore(self.ctx).resolve(self.task.spec.models.generator)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _rows_like(self, c: Candidate) -> str | None:
         """The cheap lane whose prompts a training lane's rows are (compound: its rag lane)."""
