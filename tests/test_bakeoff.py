@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -292,6 +293,11 @@ def test_documents_without_dev_or_train_are_decided_on_a_synthetic_dev_set(tmp_p
     decision = BakeOff(task, ctx, lane_objects=[PromptLane(0)], budget_minutes=None).run()
     assert decision.mode == "measured" and decision.split == "synthetic dev"
     assert any("SYNTHETIC" in (e.note or "") for e in decision.evidence)
+    # no train split: a compound rung's estimate is its share of compound.max_train_rows (400)
+    # synthesised pairs at most, not the empty split's zero rows
+    compound = SimpleNamespace(family="compound")  # what the estimate reads of a candidate
+    bake = BakeOff(task, ctx, budget_minutes=None)
+    assert bake._first_estimate(compound, 0, TrainingPlan(share=0.25))[1].startswith("100 rows")
     # finetune/qa+sft's text leaves the synthetic dev pairs out too
     from compoundai.lanes.finetune_data import synthesised_qa
 

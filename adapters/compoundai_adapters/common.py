@@ -49,9 +49,9 @@ class TrainSettings(Strict):
         "auto",
         description="Tokens per forward/backward pass of the SFT and pretraining losses: a "
         "batch of more is accumulated in slices of this size (the same gradient, a fraction of "
-        "the activation memory). auto: 512 (measured as fast as 1,024 within the noise, in "
-        "bf16 and in fp32, for a third less memory; see `micro_tokens_for`). null: the whole "
-        "batch in one pass.",
+        "the activation memory). auto: 512 (a third less activation memory than 1,024; as "
+        "fast in bf16, 10% slower in fp32; see `micro_tokens_for`). null: the whole batch in "
+        "one pass.",
     )
     max_seq_len: int = Field(1024, gt=0)
     row_len: int | None = Field(

@@ -425,20 +425,23 @@ class BakeOff:
         A compound row is the prompt of the rag lane it trains on (rag/demos; rag for free
         text) without the output contract, with its answer: its tokens are that lane's
         measured prompt and answer tokens per case, less the contract's (banking77's 77-label
-        list is two thirds of a rag/demos prompt), when the cheap stage measured it; and a
-        compound rung trains on at most its share of `compound.max_train_rows` prompts, as
-        `apply_plan` cuts them. Another row is about `TOKENS_PER_ROW`. The throughput is the
-        training tokens/s of the rungs this decision already trained, else `THROUGHPUT_GUESS`
-        for the CPU (bf16 or fp32). Scoring takes the per-case time of that rag lane, or of the
-        fastest model-calling cheap lane (a fine-tuned lane reads a short prompt)."""
+        list is two thirds of a rag/demos prompt; rag's passage prompts hold none), when the
+        cheap stage measured it; and a compound rung trains on at most its share of
+        `compound.max_train_rows` prompts, as `apply_plan` cuts them (that share of them when
+        the task has no train split and they are synthesised from its documents). Another
+        row is about `TOKENS_PER_ROW`. The throughput is the training tokens/s of the rungs
+        this decision already trained, else `THROUGHPUT_GUESS` for the CPU (bf16 or fp32).
+        Scoring takes the per-case time of that rag lane, or of the fastest model-calling cheap
+        lane (a fine-tuned lane reads a short prompt)."""
         finetune = self.task.spec.finetune
         epochs = plan.epochs or finetune.epochs
         measured = [r for x in self.candidates if not x.trains for r in x.rungs]
         like = [r for r in measured if r.lane == self._rows_like(c) and r.tokens_per_case > 0]
         per_row = like[-1].tokens_per_case if like else TOKENS_PER_ROW
-        if c.family == "compound":
-            rows = min(rows, math.ceil(plan.share * self.task.spec.compound.max_train_rows))
-            if like:
+        if c.family == "compound":  # without a train split it trains on synthesised pairs
+            cap = math.ceil(plan.share * self.task.spec.compound.max_train_rows)
+            rows = min(rows, cap) if rows else cap
+            if like and self._rows_like(c) == "rag/demos":  # passage prompts hold no contract
                 per_row = max(per_row - self._contract_tokens(), TOKENS_PER_ROW / 2)
         trained = [r for x in self.candidates for r in x.rungs if r.train_seconds > 0]
         if trained:
@@ -476,8 +479,11 @@ class BakeOff:
 
             from compoundai.models import ModelStore
 
-            path = ModelStore(self.ctx).resolve(self.task.spec.models.generator)
-            tokenizer = AutoTokenizer.from_pretrained(path)
+            try:
+                path = ModelStore(self.ctx).resolve(self.task.spec.models.generator)
+                tokenizer = AutoTokenizer.from_pretrained(path)
+            except (OSError, CompoundAIError):  # an estimate: words will do
+                return len(text.split())
         return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def _rows_like(self, c: Candidate) -> str | None:
